@@ -1,0 +1,102 @@
+"""Every error chatkeep raises, under one root.
+
+::
+
+    ChatkeepError
+    ├── InvalidInput                 bad input; nothing was stored
+    │   ├── InvalidMessage
+    │   ├── InvalidSessionId
+    │   └── InvalidURL
+    ├── ConflictError                the session changed under you (expect_last_seq)
+    ├── LeaseError
+    │   ├── LeaseBusy                another turn holds the session (policy "reject")
+    │   └── LeaseTimeout             waited too long for the session (policy "queue")
+    ├── StoreError
+    │   ├── StoreUnavailable         the backend failed; the driver's error is chained
+    │   ├── StoreClosed              the store was used after close()
+    │   ├── CorruptRecord            stored data that cannot be read back
+    │   └── TokenizerMismatch        the store was written with another tokenizer
+    ├── TokenizerUnavailable         a tokenizer could not be loaded
+    └── MissingDependency            an optional extra is not installed
+
+``ChatkeepWarning`` is the root of chatkeep's warnings.
+"""
+
+from __future__ import annotations
+
+
+class ChatkeepError(Exception):
+    """Root of every exception chatkeep raises on purpose."""
+
+
+class InvalidInput(ChatkeepError, ValueError):
+    """The caller passed something chatkeep will not store. Nothing was written."""
+
+
+class InvalidMessage(InvalidInput):
+    """A message is malformed: unknown role, bad content, non-JSON metadata, too large."""
+
+
+class InvalidSessionId(InvalidInput):
+    """A session id (or tenant name) is empty, too long or has control characters."""
+
+
+class InvalidURL(InvalidInput):
+    """A store URL names an unknown scheme or has bad options."""
+
+
+class ConflictError(ChatkeepError):
+    """The session's last seq is not what the caller expected (optimistic concurrency)."""
+
+    def __init__(self, message: str, *, expected: int | None = None, actual: int | None = None):
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class LeaseError(ChatkeepError):
+    """A per-session turn lease could not be taken."""
+
+
+class LeaseBusy(LeaseError):
+    """Another turn holds this session's lease and the policy is ``reject``."""
+
+
+class LeaseTimeout(LeaseError):
+    """Waited longer than the timeout for another turn on this session to finish."""
+
+
+class StoreError(ChatkeepError):
+    """The store could not do what was asked."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend failed (disk, lock, network). The driver's own error is ``__cause__``."""
+
+
+class StoreClosed(StoreError):
+    """The store was closed. Open it once for the app's lifetime, close it at shutdown."""
+
+
+class CorruptRecord(StoreError):
+    """A stored record cannot be decoded. chatkeep never skips such a record silently."""
+
+
+class TokenizerMismatch(StoreError):
+    """The store's token counts were made by a different tokenizer than the one asked for."""
+
+
+class TokenizerUnavailable(ChatkeepError):
+    """A tokenizer name is unknown or its encoding cannot be loaded offline."""
+
+
+class MissingDependency(ChatkeepError, ImportError):
+    """An optional dependency is missing; the message names the pip extra to install."""
+
+
+class ChatkeepWarning(UserWarning):
+    """Root of the warnings chatkeep emits."""
+
+
+class EphemeralStoreWarning(ChatkeepWarning):
+    """An in-process store is used where it cannot survive what the app does."""

@@ -1,0 +1,76 @@
+"""Checks on identifiers and sizes, shared by every store. Bad input raises before any IO."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+
+from chatkeep.errors import InvalidMessage, InvalidSessionId
+from chatkeep.types import Message
+
+MAX_SESSION_ID_CHARS = 256
+MAX_TENANT_CHARS = 64
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+DEFAULT_MAX_BATCH = 1_000
+
+
+def _check_identifier(value: object, what: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidSessionId(f"{what} must be a string, got {type(value).__name__}")
+    if not value or not value.strip():
+        raise InvalidSessionId(f"{what} must not be empty or blank")
+    if len(value) > max_chars:
+        raise InvalidSessionId(f"{what} is {len(value)} characters; the limit is {max_chars}")
+    for i, ch in enumerate(value):
+        cat = unicodedata.category(ch)
+        if cat == "Cc":
+            raise InvalidSessionId(f"{what} has a control character {ch!r} at index {i}")
+        if cat == "Cs":
+            raise InvalidSessionId(f"{what} has a lone surrogate at index {i}")
+    return value
+
+
+def check_session_id(session_id: object) -> str:
+    """Return ``session_id`` if it is a usable session id, else raise ``InvalidSessionId``.
+
+    Any printable Unicode text of 1 to 256 characters is accepted (user ids, emails, UUIDs,
+    ``user:42/thread:7`` ...); control characters and blank ids are rejected.
+    """
+    return _check_identifier(session_id, "session id", MAX_SESSION_ID_CHARS)
+
+
+def check_tenant(tenant: object) -> str:
+    return _check_identifier(tenant, "tenant", MAX_TENANT_CHARS)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied to every append before anything is written."""
+
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_batch: int = DEFAULT_MAX_BATCH
+
+    def check(self, messages: list[Message]) -> list[bytes]:
+        """Validate a batch; return each message's encoded body (reused by the backends)."""
+        if not messages:
+            raise InvalidMessage("append needs at least one message")
+        if len(messages) > self.max_batch:
+            raise InvalidMessage(
+                f"{len(messages)} messages in one append; the limit is {self.max_batch}"
+            )
+        bodies = []
+        for i, m in enumerate(messages):
+            body = encode_body(m)
+            if len(body) > self.max_message_bytes:
+                raise InvalidMessage(
+                    f"message {i} is {len(body)} bytes; the limit is {self.max_message_bytes} "
+                    "(raise it with max_message_bytes=...)"
+                )
+            bodies.append(body)
+        return bodies
+
+
+def encode_body(m: Message) -> bytes:
+    """The message's stored JSON body (everything but role, seq, tokens, ids, timestamps)."""
+    return json.dumps(m.body(), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
