@@ -1,0 +1,162 @@
+"""Backends, chosen by URL.
+
+==========================  ==============================================================
+``sqlite:///chatkeep.db``   embedded default; three slashes = relative path, four = absolute
+                            (``?synchronous=full|normal``, ``?timeout=30``)
+``file:///abs/dir``         JSON Lines per session (``file:rel/dir`` for a relative folder)
+``memory://``               in-process only, for tests
+==========================  ==============================================================
+
+The default URL is ``$CHATKEEP_URL``, else ``sqlite:///chatkeep.db`` in the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from chatkeep.errors import InvalidURL
+
+if TYPE_CHECKING:  # chatkeep.store imports this package; import it lazily at run time
+    from chatkeep.store import AsyncStore, Store
+    from chatkeep.stores.base import AsyncBackend, Backend
+    from chatkeep.tokenizers import Tokenizer
+    from chatkeep.validation import Limits
+
+DEFAULT_URL = "sqlite:///chatkeep.db"
+SCHEMES = ("sqlite", "file", "memory")
+
+
+def default_url() -> str:
+    """``$CHATKEEP_URL`` if set, else ``sqlite:///chatkeep.db``."""
+    return os.environ.get("CHATKEEP_URL") or DEFAULT_URL
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+def _options(query: str, allowed: set[str], url: str) -> dict[str, str]:
+    opts = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
+    unknown = set(opts) - allowed
+    if unknown:
+        raise InvalidURL(
+            f"unknown option(s) {', '.join(sorted(unknown))} in {redact(url)}; "
+            f"accepted: {', '.join(sorted(allowed)) or 'none'}"
+        )
+    return opts
+
+
+def _float(opts: dict[str, str], key: str, default: float) -> float:
+    try:
+        value = float(opts.get(key, default))
+    except ValueError:
+        raise InvalidURL(f"{key}={opts[key]!r} is not a number") from None
+    if not 0 < value < 3600:
+        raise InvalidURL(f"{key} must be between 0 and 3600 seconds")
+    return value
+
+
+def make_backend(url: str) -> Backend:
+    """The (unopened) synchronous backend for ``url``."""
+    if not isinstance(url, str) or ("://" not in url and not url.startswith("file:")):
+        raise InvalidURL(
+            f"not a store URL: {url!r}; expected e.g. {DEFAULT_URL}, file:///path/to/dir "
+            "or memory://"
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        from chatkeep.stores.sqlite import SQLiteBackend
+
+        opts = _options(parts.query, {"synchronous", "timeout"}, url)
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc:
+            raise InvalidURL(f"{redact(url)}: use sqlite:///relative.db or sqlite:////abs.db")
+        if not path:
+            raise InvalidURL(f"{redact(url)} names no database file")
+        return SQLiteBackend(
+            path,
+            synchronous=opts.get("synchronous", "full"),
+            timeout=_float(opts, "timeout", 30.0),
+        )
+    if scheme == "file":
+        from chatkeep.stores.file import FileBackend
+
+        opts = _options(parts.query, {"timeout"}, url)
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidURL(f"{redact(url)}: file URLs name a local folder")
+        if not parts.path:
+            raise InvalidURL(f"{redact(url)} names no folder")
+        return FileBackend(parts.path, timeout=_float(opts, "timeout", 30.0))
+    if scheme == "memory":
+        from chatkeep.stores.memory import MemoryBackend
+
+        _options(parts.query, set(), url)
+        return MemoryBackend()
+    raise InvalidURL(
+        f"unknown store scheme {scheme!r} in {redact(url)}; this version supports "
+        f"{', '.join(s + '://' for s in SCHEMES)}"
+    )
+
+
+def make_async_backend(url: str) -> AsyncBackend:
+    """The (unopened) async backend for ``url``."""
+    from chatkeep.stores.threaded import ThreadedAsyncBackend
+
+    return ThreadedAsyncBackend(make_backend(url))
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    tenant: str = "default",
+    tokenizer: Tokenizer | str | None = None,
+    limits: Limits | None = None,
+    **options: Any,
+) -> Store:
+    """Open the store at ``url`` (default: ``$CHATKEEP_URL`` or ``sqlite:///chatkeep.db``).
+
+    Open it once per process and share it; use it as a context manager or call ``close()``.
+    """
+    from chatkeep.store import Store
+
+    url = url or default_url()
+    store = Store(
+        make_backend(url),
+        url=redact(url),
+        tenant=tenant,
+        tokenizer=tokenizer,
+        limits=limits,
+        **options,
+    )
+    return store.open()
+
+
+async def open_async_store(
+    url: str | None = None,
+    *,
+    tenant: str = "default",
+    tokenizer: Tokenizer | str | None = None,
+    limits: Limits | None = None,
+    **options: Any,
+) -> AsyncStore:
+    """The async twin of :func:`open_store`."""
+    from chatkeep.store import AsyncStore
+
+    url = url or default_url()
+    store = AsyncStore(
+        make_async_backend(url),
+        url=redact(url),
+        tenant=tenant,
+        tokenizer=tokenizer,
+        limits=limits,
+        **options,
+    )
+    return await store.open()

@@ -1,0 +1,653 @@
+"""``sqlite:///path.db``: the embedded default backend (stdlib ``sqlite3``).
+
+* WAL journal, a busy timeout, and one ``BEGIN IMMEDIATE`` transaction per write, so several
+  processes on one machine (``--workers``, a CLI next to a server) share one file safely.
+* ``synchronous=FULL`` by default: an acknowledged append survives a process crash *and* a
+  power loss. ``?synchronous=normal`` trades the last transactions on power loss (never on a
+  process crash) for a faster commit.
+* One connection per thread (``threading.local``); connections inherited across ``fork()`` are
+  dropped, never reused.
+* Windows are served from stored running token totals: one index lookup finds the cut, so the
+  cost depends on the window, not on the history length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chatkeep.errors import ChatkeepError, InvalidURL, StoreUnavailable, TokenizerMismatch
+from chatkeep.policies.window import PINNED_ROLES, select_window, tail_budget
+from chatkeep.stores._common import (
+    check_expected,
+    check_summary_args,
+    decode_cursor,
+    decode_row,
+    encode_cursor,
+    new_id,
+    parse_ts,
+    stored,
+    summary_of,
+    ts,
+)
+from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.sqlite_schema import apply_migrations
+from chatkeep.types import (
+    AppendResult,
+    JSONObject,
+    Lease,
+    SessionInfo,
+    SessionPage,
+    StoredMessage,
+    Summary,
+    Window,
+    utcnow,
+)
+
+T = TypeVar("T")
+
+_SYNC_LEVELS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
+_MSG_COLS = "seq, role, tokens, id, created_at, body"
+_SESSION_COLS = (
+    "pk, session_id, created_at, updated_at, message_count, last_seq, total_tokens, metadata, "
+    "expires_at, summary_seq, summary, summary_tokens, summary_at"
+)
+
+
+_CLAIM_SQL = """
+UPDATE ck_sessions
+SET last_seq = last_seq + ?, message_count = message_count + ?, total_tokens = total_tokens + ?,
+    updated_at = ?
+WHERE tenant = ? AND session_id = ? AND (expires_at IS NULL OR expires_at > ?)
+RETURNING pk, last_seq, total_tokens
+"""
+
+
+class _Replay(Exception):
+    """Raised inside an append transaction to roll it back and return an earlier result."""
+
+    def __init__(self, result: AppendResult) -> None:
+        self.result = result
+
+
+# Two uncorrelated scalar subqueries (each one index lookup) find where the tail starts; the
+# outer query is then one primary-key range read.
+_TAIL_SQL = f"""
+SELECT {_MSG_COLS} FROM ck_messages
+WHERE session_pk = ?1 AND seq >= max(?3 + 1, min(
+    coalesce((SELECT seq FROM ck_messages WHERE session_pk = ?1 AND prefix_tokens >= ?2
+              ORDER BY prefix_tokens LIMIT 1), ?4),
+    coalesce((SELECT max(seq) FROM ck_messages WHERE session_pk = ?1 AND role = 'user'
+              AND seq > ?3), ?4)))
+ORDER BY seq
+"""
+
+
+def _prefix_upper(prefix: str) -> str | None:
+    last = ord(prefix[-1])
+    return None if last >= 0x10FFFF else prefix[:-1] + chr(last + 1)
+
+
+class SQLiteBackend:
+    scheme = "sqlite"
+    ephemeral = False
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "full", timeout: float = 30.0
+    ) -> None:
+        self.path = Path(path)
+        if str(path) in ("", ":memory:"):
+            raise InvalidURL("sqlite needs a file path; use memory:// for an in-process store")
+        level = _SYNC_LEVELS.get(synchronous.lower())
+        if level is None:
+            raise InvalidURL(
+                f"synchronous={synchronous!r}; expected one of {', '.join(_SYNC_LEVELS)}"
+            )
+        self.synchronous = level
+        self.timeout = timeout
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._pid = os.getpid()
+
+    # -- connections -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        with self._conns_lock:
+            self._conns.append(conn)
+        return conn
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if os.getpid() != self._pid:  # forked: never touch the parent's connections
+            self._pid = os.getpid()
+            self._local = threading.local()
+            with self._conns_lock:
+                self._conns = []
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return fn(self._conn)
+        except ChatkeepError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def go(_: sqlite3.Connection) -> T:
+            with self._tx() as conn:
+                return fn(conn)
+
+        return self._run(go)
+
+    def _snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def go(_: sqlite3.Connection) -> T:
+            with self._tx(immediate=False) as conn:
+                return fn(conn)
+
+        return self._run(go)
+
+    def open(self) -> None:
+        def go(conn: sqlite3.Connection) -> None:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(f"{self.path}: cannot switch to WAL (got {mode!r})")
+            apply_migrations(conn)
+
+        if self.path.parent and not self.path.parent.exists():
+            raise StoreUnavailable(f"directory {self.path.parent} does not exist")
+        self._run(go)
+
+    def close(self) -> None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+        self._local = threading.local()
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:  # closing is best effort; the OS reclaims the handle
+                pass
+
+    def bind_tokenizer(self, name: str) -> None:
+        def go(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT value FROM ck_meta WHERE key = 'tokenizer'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO ck_meta (key, value) VALUES ('tokenizer', ?)", (name,))
+            elif row[0] != name:
+                raise TokenizerMismatch(
+                    f"{self.path} holds token counts made by {row[0]!r}, not {name!r}; open it "
+                    f"with tokenizer={row[0]!r} or use another file"
+                )
+
+        self._write(go)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _session(self, conn: sqlite3.Connection, tenant: str, session_id: str) -> Any:
+        row = conn.execute(
+            f"SELECT {_SESSION_COLS} FROM ck_sessions WHERE tenant = ? AND session_id = ?",
+            (tenant, session_id),
+        ).fetchone()
+        if row is not None and row[8] is not None and parse_ts(row[8]) <= utcnow():
+            return None  # expired: gone for readers; the next write or purge deletes it
+        return row
+
+    @staticmethod
+    def _drop(conn: sqlite3.Connection, pk: int) -> None:
+        conn.execute("DELETE FROM ck_messages WHERE session_pk = ?", (pk,))
+        conn.execute("DELETE FROM ck_idempotency WHERE session_pk = ?", (pk,))
+        conn.execute("DELETE FROM ck_sessions WHERE pk = ?", (pk,))
+
+    def _session_for_write(
+        self, conn: sqlite3.Connection, tenant: str, session_id: str, now: str | None = None
+    ) -> Any:
+        row = conn.execute(
+            f"SELECT {_SESSION_COLS} FROM ck_sessions WHERE tenant = ? AND session_id = ?",
+            (tenant, session_id),
+        ).fetchone()
+        if row is not None and row[8] is not None and parse_ts(row[8]) <= utcnow():
+            self._drop(conn, row[0])
+            row = None
+        if row is None:
+            now = now or ts(utcnow())
+            conn.execute(
+                "INSERT INTO ck_sessions (tenant, session_id, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (tenant, session_id, now, now),
+            )
+            row = conn.execute(
+                f"SELECT {_SESSION_COLS} FROM ck_sessions WHERE tenant = ? AND session_id = ?",
+                (tenant, session_id),
+            ).fetchone()
+        return row
+
+    @staticmethod
+    def _info(tenant: str, row: Any) -> SessionInfo:
+        return SessionInfo(
+            tenant=tenant,
+            session_id=row[1],
+            created_at=parse_ts(row[2]),
+            updated_at=parse_ts(row[3]),
+            message_count=row[4],
+            last_seq=row[5],
+            total_tokens=row[6],
+            metadata=json.loads(row[7]),
+            expires_at=parse_ts(row[8]) if row[8] else None,
+            summary_through_seq=row[9],
+        )
+
+    @staticmethod
+    def _rows(session_id: str, rows: list[Any]) -> list[StoredMessage]:
+        return [decode_row(session_id, *r) for r in rows]
+
+    # -- primitives --------------------------------------------------------------------------
+    def append(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        idempotency_key: str | None,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        n = len(rows)
+        added = sum(r.tokens for r in rows)
+
+        def claim(conn: sqlite3.Connection, now: str) -> Any:
+            # One statement moves the session's counters and returns them (the transaction
+            # is rolled back if a check below fails).
+            return conn.execute(_CLAIM_SQL, (n, n, added, now, tenant, session_id, now)).fetchone()
+
+        def go(conn: sqlite3.Connection) -> AppendResult:
+            now = ts(utcnow())
+            row = claim(conn, now)
+            if row is None:  # a new (or expired) session
+                self._session_for_write(conn, tenant, session_id, now)
+                row = claim(conn, now)
+            pk, new_last, new_total = row
+            last_seq, total = new_last - n, new_total - added
+            if idempotency_key is not None:
+                seen = conn.execute(
+                    "SELECT first_seq, last_seq FROM ck_idempotency "
+                    "WHERE session_pk = ? AND key = ?",
+                    (pk, idempotency_key),
+                ).fetchone()
+                if seen is not None:
+                    old = conn.execute(
+                        f"SELECT {_MSG_COLS} FROM ck_messages WHERE session_pk = ? "
+                        "AND seq BETWEEN ? AND ? ORDER BY seq",
+                        (pk, seen[0], seen[1]),
+                    ).fetchall()
+                    raise _Replay(
+                        AppendResult(
+                            session_id,
+                            seen[0],
+                            seen[1],
+                            tuple(self._rows(session_id, old)),
+                            replayed=True,
+                        )
+                    )
+            check_expected(session_id, expect_last_seq, last_seq)
+            params = []
+            ids = []
+            for i, r in enumerate(rows):
+                msg_id = new_id()
+                ids.append(msg_id)
+                params.append(
+                    (
+                        pk,
+                        last_seq + 1 + i,
+                        msg_id,
+                        r.message.role,
+                        r.tokens,
+                        total,
+                        ts(r.message.created_at),
+                        r.body.decode(),
+                    )
+                )
+                total += r.tokens
+            conn.executemany(
+                "INSERT INTO ck_messages (session_pk, seq, id, role, tokens, prefix_tokens, "
+                "created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            if idempotency_key is not None:
+                conn.execute(
+                    "INSERT INTO ck_idempotency (session_pk, key, first_seq, last_seq) "
+                    "VALUES (?, ?, ?, ?)",
+                    (pk, idempotency_key, last_seq + 1, new_last),
+                )
+            done = tuple(
+                stored(
+                    r.message,
+                    session_id=session_id,
+                    seq=last_seq + 1 + i,
+                    tokens=r.tokens,
+                    msg_id=ids[i],
+                )
+                for i, r in enumerate(rows)
+            )
+            return AppendResult(session_id, last_seq + 1, new_last, done)
+
+        try:
+            return self._write(go)
+        except _Replay as replay:
+            return replay.result
+
+    def read(
+        self, tenant: str, session_id: str, *, after_seq: int, limit: int | None, newest: bool
+    ) -> list[StoredMessage]:
+        def go(conn: sqlite3.Connection) -> list[StoredMessage]:
+            s = self._session(conn, tenant, session_id)
+            if s is None:
+                return []
+            order = "DESC" if newest else "ASC"
+            sql = (
+                f"SELECT {_MSG_COLS} FROM ck_messages WHERE session_pk = ? AND seq > ? "
+                f"ORDER BY seq {order}"
+            )
+            args: tuple[Any, ...] = (s[0], after_seq)
+            if limit is not None:
+                sql += " LIMIT ?"
+                args += (limit,)
+            rows = self._rows(session_id, conn.execute(sql, args).fetchall())
+            return rows[::-1] if newest else rows
+
+        return self._snapshot(go)
+
+    def window(
+        self, tenant: str, session_id: str, *, budget: int, pin_system: bool, reserve: int
+    ) -> Window:
+        def go(conn: sqlite3.Connection) -> Window:
+            s = self._session(conn, tenant, session_id)
+            if s is None:
+                return select_window(
+                    budget=budget,
+                    system=(),
+                    summary=None,
+                    tail=(),
+                    total_count=0,
+                    last_seq=0,
+                    reserve=reserve,
+                )
+            pk, count, total, covered = s[0], s[4], s[6], s[9]
+            summary = self._summary(s)
+            system: list[StoredMessage] = []
+            if pin_system:
+                system = self._rows(
+                    session_id,
+                    conn.execute(
+                        f"SELECT {_MSG_COLS} FROM ck_messages INDEXED BY ck_messages_role "
+                        "WHERE session_pk = ? AND role IN ('developer', 'system') ORDER BY seq",
+                        (pk,),
+                    ).fetchall(),
+                )
+            avail = tail_budget(budget, system=system, summary=summary, reserve=reserve)
+            # Any message that could fit has fewer than avail + (all pinned tokens) tokens
+            # from it to the end, so its prefix total is at least this bound. The tail starts
+            # at the first such message, or earlier at the latest user message.
+            bound = total - max(avail, 0) - sum(m.tokens for m in system)
+            rows = self._rows(
+                session_id, conn.execute(_TAIL_SQL, (pk, bound, covered, s[5] + 1)).fetchall()
+            )
+            tail = [m for m in rows if not (pin_system and m.role in PINNED_ROLES)]
+            return select_window(
+                budget=budget,
+                system=system,
+                summary=summary,
+                tail=tail,
+                total_count=count,
+                last_seq=s[5],
+                reserve=reserve,
+            )
+
+        return self._snapshot(go)
+
+    @staticmethod
+    def _summary(row: Any) -> Summary | None:
+        """The summary held in a session row (``_SESSION_COLS``), if any."""
+        if row[10] is None:
+            return None
+        return summary_of(row[10], row[9], row[11], parse_ts(row[12]))
+
+    def pop(self, tenant: str, session_id: str) -> StoredMessage | None:
+        def go(conn: sqlite3.Connection) -> StoredMessage | None:
+            s = self._session(conn, tenant, session_id)
+            if s is None or s[5] == 0:
+                return None
+            pk, last = s[0], s[5]
+            row = conn.execute(
+                f"SELECT {_MSG_COLS} FROM ck_messages WHERE session_pk = ? AND seq = ?",
+                (pk, last),
+            ).fetchone()
+            msg = self._rows(session_id, [row])[0]
+            conn.execute("DELETE FROM ck_messages WHERE session_pk = ? AND seq = ?", (pk, last))
+            conn.execute(
+                "DELETE FROM ck_idempotency WHERE session_pk = ? AND last_seq >= ?", (pk, last)
+            )
+            conn.execute(
+                "UPDATE ck_sessions SET last_seq = last_seq - 1, message_count = message_count - 1,"
+                " total_tokens = total_tokens - ?, updated_at = ?,"
+                " summary = CASE WHEN summary_seq >= ? THEN NULL ELSE summary END,"
+                " summary_seq = CASE WHEN summary_seq >= ? THEN 0 ELSE summary_seq END"
+                " WHERE pk = ?",
+                (msg.tokens, ts(utcnow()), last, last, pk),
+            )
+            return msg
+
+        return self._write(go)
+
+    def clear(self, tenant: str, session_id: str) -> int:
+        def go(conn: sqlite3.Connection) -> int:
+            s = self._session(conn, tenant, session_id)
+            if s is None:
+                return 0
+            pk = s[0]
+            conn.execute("DELETE FROM ck_messages WHERE session_pk = ?", (pk,))
+            conn.execute("DELETE FROM ck_idempotency WHERE session_pk = ?", (pk,))
+            conn.execute(
+                "UPDATE ck_sessions SET last_seq = 0, message_count = 0, total_tokens = 0, "
+                "summary = NULL, summary_seq = 0, summary_tokens = 0, summary_at = NULL, "
+                "updated_at = ? WHERE pk = ?",
+                (ts(utcnow()), pk),
+            )
+            return int(s[4])
+
+        return self._write(go)
+
+    def delete(self, tenant: str, session_id: str) -> bool:
+        def go(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT pk FROM ck_sessions WHERE tenant = ? AND session_id = ?",
+                (tenant, session_id),
+            ).fetchone()
+            conn.execute(
+                "DELETE FROM ck_leases WHERE tenant = ? AND session_id = ?", (tenant, session_id)
+            )
+            if row is None:
+                return False
+            self._drop(conn, row[0])
+            return True
+
+        return self._write(go)
+
+    def sessions(
+        self, tenant: str, *, prefix: str | None, limit: int, cursor: str | None
+    ) -> SessionPage:
+        after = decode_cursor(cursor)
+
+        def go(conn: sqlite3.Connection) -> SessionPage:
+            sql = f"SELECT {_SESSION_COLS} FROM ck_sessions WHERE tenant = ?"
+            args: list[Any] = [tenant]
+            if after is not None:
+                sql += " AND session_id > ?"
+                args.append(after)
+            if prefix:
+                sql += " AND session_id >= ?"
+                args.append(prefix)
+                upper = _prefix_upper(prefix)
+                if upper is not None:
+                    sql += " AND session_id < ?"
+                    args.append(upper)
+                else:
+                    sql += " AND substr(session_id, 1, ?) = ?"
+                    args += [len(prefix), prefix]
+            sql += " AND (expires_at IS NULL OR expires_at > ?) ORDER BY session_id LIMIT ?"
+            args += [ts(utcnow()), limit + 1]
+            rows = conn.execute(sql, args).fetchall()
+            items = tuple(self._info(tenant, r) for r in rows[:limit])
+            nxt = encode_cursor(rows[limit - 1][1]) if len(rows) > limit else None
+            return SessionPage(items, nxt)
+
+        return self._snapshot(go)
+
+    def info(self, tenant: str, session_id: str) -> SessionInfo | None:
+        def go(conn: sqlite3.Connection) -> SessionInfo | None:
+            s = self._session(conn, tenant, session_id)
+            return None if s is None else self._info(tenant, s)
+
+        return self._snapshot(go)
+
+    def update_session(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        metadata: JSONObject | None,
+        expires_at: datetime | _Unset | None = UNSET,
+    ) -> SessionInfo:
+        def go(conn: sqlite3.Connection) -> SessionInfo:
+            s = self._session_for_write(conn, tenant, session_id)
+            if metadata is not None:
+                conn.execute(
+                    "UPDATE ck_sessions SET metadata = ? WHERE pk = ?",
+                    (json.dumps(metadata, ensure_ascii=False), s[0]),
+                )
+            if not isinstance(expires_at, _Unset):
+                conn.execute(
+                    "UPDATE ck_sessions SET expires_at = ? WHERE pk = ?",
+                    (ts(expires_at) if expires_at else None, s[0]),
+                )
+            conn.execute("UPDATE ck_sessions SET updated_at = ? WHERE pk = ?", (ts(utcnow()), s[0]))
+            row = conn.execute(
+                f"SELECT {_SESSION_COLS} FROM ck_sessions WHERE pk = ?", (s[0],)
+            ).fetchone()
+            return self._info(tenant, row)
+
+        return self._write(go)
+
+    def get_summary(self, tenant: str, session_id: str) -> Summary | None:
+        def go(conn: sqlite3.Connection) -> Summary | None:
+            s = self._session(conn, tenant, session_id)
+            return None if s is None else self._summary(s)
+
+        return self._snapshot(go)
+
+    def put_summary(
+        self, tenant: str, session_id: str, text: str, covers_through_seq: int, tokens: int
+    ) -> Summary:
+        def go(conn: sqlite3.Connection) -> Summary:
+            s = self._session(conn, tenant, session_id)
+            check_summary_args(session_id, covers_through_seq, s[5] if s else 0)
+            s = self._session_for_write(conn, tenant, session_id)
+            now = utcnow()
+            conn.execute(
+                "UPDATE ck_sessions SET summary = ?, summary_seq = ?, summary_tokens = ?, "
+                "summary_at = ?, updated_at = ? WHERE pk = ?",
+                (text, covers_through_seq, tokens, ts(now), ts(now), s[0]),
+            )
+            return summary_of(text, covers_through_seq, tokens, now)
+
+        return self._write(go)
+
+    def purge_expired(self, now: datetime) -> int:
+        def go(conn: sqlite3.Connection) -> int:
+            pks = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pk FROM ck_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                    (ts(now),),
+                ).fetchall()
+            ]
+            for pk in pks:
+                self._drop(conn, pk)
+            return len(pks)
+
+        return self._write(go)
+
+    def erase(self, tenant: str) -> int:
+        def go(conn: sqlite3.Connection) -> int:
+            pks = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pk FROM ck_sessions WHERE tenant = ?", (tenant,)
+                ).fetchall()
+            ]
+            for pk in pks:
+                self._drop(conn, pk)
+            conn.execute("DELETE FROM ck_leases WHERE tenant = ?", (tenant,))
+            return len(pks)
+
+        return self._write(go)
+
+    def acquire_lease(self, tenant: str, session_id: str, owner: str, ttl: float) -> Lease | None:
+        def go(conn: sqlite3.Connection) -> Lease | None:
+            now = time.time()
+            row = conn.execute(
+                "SELECT owner, token, expires FROM ck_leases WHERE tenant = ? AND session_id = ?",
+                (tenant, session_id),
+            ).fetchone()
+            if row is not None and row[2] > now and row[0] != owner:
+                return None
+            token = (row[1] if row else 0) + 1
+            conn.execute(
+                "INSERT INTO ck_leases (tenant, session_id, owner, token, expires) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, session_id) DO UPDATE SET "
+                "owner = excluded.owner, token = excluded.token, expires = excluded.expires",
+                (tenant, session_id, owner, token, now + ttl),
+            )
+            return Lease(session_id, owner, token, now + ttl)
+
+        return self._write(go)
+
+    def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
+        def go(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE ck_leases SET expires = 0 WHERE tenant = ? AND session_id = ? "
+                "AND token = ? AND expires > 0",
+                (tenant, session_id, token),
+            )
+            return cur.rowcount > 0
+
+        return self._write(go)
