@@ -1,0 +1,43 @@
+# One task runner. Every target bootstraps its own virtual environment (.venv) first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test lint typecheck format bench bench-quick clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install chatkeep with its dev extras
+
+run: $(STAMP)  ## the main job: a conversation that survives a brand-new Python process
+	$(BIN)/python examples/quickstart.py
+
+test: $(STAMP)  ## the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)  ## ruff + mypy --strict
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/mypy
+
+format: $(STAMP)  ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format src tests bench examples
+	$(BIN)/ruff check --fix src tests bench examples
+
+bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run), ~5 minutes
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)  ## a short benchmark run (< 1 minute)
+	$(BIN)/python -m bench.run --quick
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,0 +1,76 @@
+"""Every example and every Python block in the README runs, in real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_example(name: str, tmp_path: Path) -> str:
+    env = {**os.environ, "CHATKEEP_URL": f"sqlite:///{tmp_path}/ex.db"}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / name)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_quickstart_remembers_across_processes(tmp_path: Path) -> None:
+    first = run_example("quickstart.py", tmp_path)
+    pids = set(re.findall(r"\[pid (\d+)\]", first))
+    assert len(pids) == 2, first  # two different processes took part
+    assert "bot:  Your name is Ada." in first
+    assert "holds 4 messages" in first
+    second = run_example("quickstart.py", tmp_path)  # a third and fourth process
+    assert "holds 8 messages" in second
+
+
+def test_async_app(tmp_path: Path) -> None:
+    out = run_example("async_app.py", tmp_path)
+    assert "ada: 10 messages" in out and "bob: 10 messages" in out
+    lines = [ln.split(None, 2) for ln in out.splitlines() if ln.startswith("  ")]
+    for (_, role_q, q), (_, role_a, a) in zip(lines[::2], lines[1::2], strict=True):
+        assert (role_q, role_a) == ("user", "assistant") and a.startswith(f"echo: {q} ")
+
+
+def test_window_example(tmp_path: Path) -> None:
+    out = run_example("window.py", tmp_path)
+    assert "81 messages stored; window: 1 pinned +" in out
+    assert "Summary of the earlier conversation" in out
+
+
+@pytest.mark.parametrize("doc", ["README.md"])
+def test_python_blocks_in_docs_run(doc: str, tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), re.S)
+    assert blocks
+    prelude = "def call_your_llm(messages):\n    return f'seen {len(messages)} messages'\n"
+    epilogue = (
+        "\nassert handle_request('u1', 'hi') == 'seen 2 messages'\n"
+        "assert handle_request('u1', 'again') == 'seen 4 messages'\nstore.close()\n"
+    )
+    for block in blocks:
+        code = prelude + block + epilogue
+        env = {**os.environ, "CHATKEEP_URL": f"sqlite:///{tmp_path}/doc.db"}
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
