@@ -92,12 +92,31 @@ def test_window_queries_use_the_indexes(tmp_path: Path) -> None:
         plan = " ".join(
             str(r[3])
             for r in conn.execute(
-                "EXPLAIN QUERY PLAN SELECT MAX(seq) FROM ck_messages WHERE session_pk = ? "
-                "AND role = 'user' AND seq > ?",
-                (1, 0),
+                "EXPLAIN QUERY PLAN SELECT seq FROM ck_messages INDEXED BY ck_messages_pinned "
+                "WHERE session_pk = ? AND role IN ('developer', 'system') ORDER BY seq",
+                (1,),
             )
         )
-        assert "ck_messages_role" in plan and "SCAN" not in plan
+        assert "ck_messages_pinned" in plan and "SCAN" not in plan
+        from chatkeep.stores.sqlite import _TAIL_SQL
+
+        plan = " ".join(
+            str(r[3]) for r in conn.execute("EXPLAIN QUERY PLAN " + _TAIL_SQL, (1, 0, 0, 2, 1))
+        )
+        assert "PRIMARY KEY (session_pk=? AND seq>?)" in plan and "SCAN" not in plan
+
+
+def test_latest_user_seq_survives_pop_and_clear(tmp_path: Path) -> None:
+    with chatkeep.open_store(f"sqlite:///{tmp_path}/a.db") as store:
+        store.append("s", [Message.user("q1 " * 50), Message.assistant("a1 " * 50)])
+        store.append("s", [Message.user("q2"), Message.assistant("a2")])
+        store.pop("s")
+        store.pop("s")  # the latest user message goes; q1 is the latest again
+        w = store.window("s", 10)
+        assert [m.text.split()[0] for m in w.messages] == ["q1", "a1"] and w.over_budget
+        store.clear("s")
+        store.append("s", Message.assistant("hello"))
+        assert store.window("s", 10).messages == ()  # no user message: nothing to anchor
 
 
 def test_read_only_database_gives_store_unavailable_and_writes_nothing(tmp_path: Path) -> None:

@@ -35,10 +35,10 @@ class Tokenizer(Protocol):
 # runs, newlines, other whitespace. BPE tokens never cross these pieces, so the estimate is a
 # sum over pieces of a per-piece cost fitted on real text (bench/tokenizer_accuracy.py).
 _PIECES = re.compile(
-    r"(?P<w>[^\r\n\w]?[^\W\d_]+(?:'[A-Za-z]{1,2})?)"
-    r"|(?P<n>\d{1,3})"
-    r"|(?P<p> ?[^\s\w]+[\r\n/]*|_+)"
-    r"|(?P<s>\s*[\r\n]+|\s+(?!\S)|\s+)"
+    r"[^\r\n\w]?[^\W\d_]+(?:'[A-Za-z]{1,2})?"  # a word, with one leading non-letter
+    r"|\d{1,3}"  # numbers, three digits at a time
+    r"| ?[^\s\w]+[\r\n/]*|_+"  # punctuation runs
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"  # newlines and other whitespace
 )
 _NON_LETTER = re.compile(r"[\W\d_]+")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
@@ -64,11 +64,26 @@ def _punct_cost(piece: str) -> int:
     return 100 if n <= 3 else 45 * n - 40
 
 
+def _piece_cost(piece: str) -> int:
+    """Cost of one pre-tokenizer piece, in hundredths of a token."""
+    last = piece[-1]
+    if last.isalpha():  # words end with a letter, whatever single character leads them
+        return _word_cost(piece)
+    if last.isdigit() or piece.isspace() or piece[0] == "_":
+        return 100
+    return _punct_cost(piece)
+
+
+_COSTS: dict[str, int] = {}  # piece -> cost; chat text repeats its pieces a lot
+_COSTS_MAX = 200_000
+
+
 class ApproxTokenizer:
     """The offline default: a deterministic estimate of ``o200k_base`` counts.
 
     Integer arithmetic only (hundredths of a token), so counts are the same on every platform
-    and Python version; a store written on one machine reads the same on another.
+    and Python version; a store written on one machine reads the same on another. Piece costs
+    are memoised (a bounded cache that never changes a result).
     """
 
     name = DEFAULT_TOKENIZER
@@ -76,15 +91,15 @@ class ApproxTokenizer:
     def count(self, text: str) -> int:
         if not text:
             return 0
+        costs = _COSTS
         total = 0
-        for m in _PIECES.finditer(text):
-            kind = m.lastgroup
-            if kind == "w":
-                total += _word_cost(m.group())
-            elif kind == "p":
-                total += _punct_cost(m.group())
-            else:  # numbers (up to three digits) and whitespace runs are one token each
-                total += 100
+        for piece in _PIECES.findall(text):
+            cost = costs.get(piece)
+            if cost is None:
+                if len(costs) >= _COSTS_MAX:
+                    costs.clear()
+                cost = costs[piece] = _piece_cost(piece)
+            total += cost
         return max(1, (total + 50) // 100)
 
 

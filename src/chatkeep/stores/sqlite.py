@@ -58,14 +58,14 @@ _SYNC_LEVELS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OF
 _MSG_COLS = "seq, role, tokens, id, created_at, body"
 _SESSION_COLS = (
     "pk, session_id, created_at, updated_at, message_count, last_seq, total_tokens, metadata, "
-    "expires_at, summary_seq, summary, summary_tokens, summary_at"
+    "expires_at, summary_seq, summary, summary_tokens, summary_at, last_user_seq"
 )
 
 
 _CLAIM_SQL = """
 UPDATE ck_sessions
 SET last_seq = last_seq + ?, message_count = message_count + ?, total_tokens = total_tokens + ?,
-    updated_at = ?
+    updated_at = ?, last_user_seq = CASE WHEN ? > 0 THEN last_seq + ? ELSE last_user_seq END
 WHERE tenant = ? AND session_id = ? AND (expires_at IS NULL OR expires_at > ?)
 RETURNING pk, last_seq, total_tokens
 """
@@ -78,15 +78,15 @@ class _Replay(Exception):
         self.result = result
 
 
-# Two uncorrelated scalar subqueries (each one index lookup) find where the tail starts; the
-# outer query is then one primary-key range read.
+# An uncorrelated scalar subquery (one index lookup) finds where the budget cut falls; the tail
+# starts there or earlier at the latest user message (?5); the outer query is one primary-key
+# range read.
 _TAIL_SQL = f"""
 SELECT {_MSG_COLS} FROM ck_messages
 WHERE session_pk = ?1 AND seq >= max(?3 + 1, min(
     coalesce((SELECT seq FROM ck_messages WHERE session_pk = ?1 AND prefix_tokens >= ?2
               ORDER BY prefix_tokens LIMIT 1), ?4),
-    coalesce((SELECT max(seq) FROM ck_messages WHERE session_pk = ?1 AND role = 'user'
-              AND seq > ?3), ?4)))
+    coalesce(?5, ?4)))
 ORDER BY seq
 """
 
@@ -283,11 +283,16 @@ class SQLiteBackend:
     ) -> AppendResult:
         n = len(rows)
         added = sum(r.tokens for r in rows)
+        last_user = next(
+            (n - i for i, r in enumerate(reversed(rows)) if r.message.role == "user"), 0
+        )
 
         def claim(conn: sqlite3.Connection, now: str) -> Any:
             # One statement moves the session's counters and returns them (the transaction
             # is rolled back if a check below fails).
-            return conn.execute(_CLAIM_SQL, (n, n, added, now, tenant, session_id, now)).fetchone()
+            return conn.execute(
+                _CLAIM_SQL, (n, n, added, now, last_user, last_user, tenant, session_id, now)
+            ).fetchone()
 
         def go(conn: sqlite3.Connection) -> AppendResult:
             now = ts(utcnow())
@@ -408,7 +413,7 @@ class SQLiteBackend:
                 system = self._rows(
                     session_id,
                     conn.execute(
-                        f"SELECT {_MSG_COLS} FROM ck_messages INDEXED BY ck_messages_role "
+                        f"SELECT {_MSG_COLS} FROM ck_messages INDEXED BY ck_messages_pinned "
                         "WHERE session_pk = ? AND role IN ('developer', 'system') ORDER BY seq",
                         (pk,),
                     ).fetchall(),
@@ -418,8 +423,9 @@ class SQLiteBackend:
             # from it to the end, so its prefix total is at least this bound. The tail starts
             # at the first such message, or earlier at the latest user message.
             bound = total - max(avail, 0) - sum(m.tokens for m in system)
+            user = s[13] if s[13] > covered else None
             rows = self._rows(
-                session_id, conn.execute(_TAIL_SQL, (pk, bound, covered, s[5] + 1)).fetchall()
+                session_id, conn.execute(_TAIL_SQL, (pk, bound, covered, s[5] + 1, user)).fetchall()
             )
             tail = [m for m in rows if not (pin_system and m.role in PINNED_ROLES)]
             return select_window(
@@ -464,6 +470,12 @@ class SQLiteBackend:
                 " WHERE pk = ?",
                 (msg.tokens, ts(utcnow()), last, last, pk),
             )
+            if s[13] == last:  # the latest user message went: find the one before it
+                conn.execute(
+                    "UPDATE ck_sessions SET last_user_seq = (SELECT coalesce(max(seq), 0) "
+                    "FROM ck_messages WHERE session_pk = ?1 AND role = 'user') WHERE pk = ?1",
+                    (pk,),
+                )
             return msg
 
         return self._write(go)
@@ -479,7 +491,7 @@ class SQLiteBackend:
             conn.execute(
                 "UPDATE ck_sessions SET last_seq = 0, message_count = 0, total_tokens = 0, "
                 "summary = NULL, summary_seq = 0, summary_tokens = 0, summary_at = NULL, "
-                "updated_at = ? WHERE pk = ?",
+                "last_user_seq = 0, updated_at = ? WHERE pk = ?",
                 (ts(utcnow()), pk),
             )
             return int(s[4])

@@ -36,6 +36,7 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 summary_seq    INTEGER NOT NULL DEFAULT 0,
                 summary_tokens INTEGER NOT NULL DEFAULT 0,
                 summary_at     TEXT,
+                last_user_seq  INTEGER NOT NULL DEFAULT 0,
                 UNIQUE (tenant, session_id)
             )""",
             "CREATE INDEX ck_sessions_expiry ON ck_sessions (expires_at) "
@@ -54,7 +55,10 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                 PRIMARY KEY (session_pk, seq)
             ) WITHOUT ROWID""",
             "CREATE INDEX ck_messages_prefix ON ck_messages (session_pk, prefix_tokens)",
-            "CREATE INDEX ck_messages_role ON ck_messages (session_pk, role, seq)",
+            # Only pinned (system/developer) rows enter this index, so ordinary appends do
+            # not pay for it; the latest user message's seq is kept on the session row.
+            "CREATE INDEX ck_messages_pinned ON ck_messages (session_pk, seq) "
+            "WHERE role IN ('developer', 'system')",
             """CREATE TABLE ck_idempotency (
                 session_pk INTEGER NOT NULL,
                 key        TEXT NOT NULL,
