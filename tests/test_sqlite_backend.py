@@ -167,3 +167,20 @@ def test_bad_urls_are_explained(url: str) -> None:
 def test_missing_directory_is_explained(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailable, match="does not exist"):
         chatkeep.open_store(f"sqlite:///{tmp_path}/nope/x.db")
+
+
+def test_append_without_returning_support(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite before 3.35 has no UPDATE ... RETURNING; the fallback keeps every guarantee."""
+    import chatkeep.stores.sqlite as sqlite_mod
+
+    monkeypatch.setattr(sqlite_mod, "_HAS_RETURNING", False)
+    with chatkeep.open_store(f"sqlite:///{tmp_path}/a.db") as store:
+        first = store.append("s", [Message.user("a"), Message.assistant("b")], idempotency_key="k")
+        assert (first.first_seq, first.last_seq) == (1, 2)
+        assert store.append("s", Message.user("x"), idempotency_key="k").replayed
+        with pytest.raises(chatkeep.ConflictError):
+            store.append("s", Message.user("c"), expect_last_seq=1)
+        assert store.append("s", Message.user("c"), expect_last_seq=2).first_seq == 3
+        info = store.info("s")
+        assert info is not None and info.total_tokens == sum(m.tokens for m in store.read("s"))
+        assert [m.seq for m in store.window("s", 1000).messages] == [1, 2, 3]

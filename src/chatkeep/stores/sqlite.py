@@ -62,6 +62,9 @@ _SESSION_COLS = (
 )
 
 
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+MIN_SQLITE = (3, 24, 0)  # upsert (ON CONFLICT DO UPDATE)
+
 _CLAIM_SQL = """
 UPDATE ck_sessions
 SET last_seq = last_seq + ?, message_count = message_count + ?, total_tokens = total_tokens + ?,
@@ -186,6 +189,11 @@ class SQLiteBackend:
                 raise StoreUnavailable(f"{self.path}: cannot switch to WAL (got {mode!r})")
             apply_migrations(conn)
 
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreUnavailable(
+                f"chatkeep needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this Python "
+                f"links {sqlite3.sqlite_version}"
+            )
         if self.path.parent and not self.path.parent.exists():
             raise StoreUnavailable(f"directory {self.path.parent} does not exist")
         self._run(go)
@@ -288,11 +296,20 @@ class SQLiteBackend:
         )
 
         def claim(conn: sqlite3.Connection, now: str) -> Any:
-            # One statement moves the session's counters and returns them (the transaction
-            # is rolled back if a check below fails).
-            return conn.execute(
-                _CLAIM_SQL, (n, n, added, now, last_user, last_user, tenant, session_id, now)
+            # Move the session's counters and return them (the transaction is rolled back if
+            # a check below fails): one UPDATE ... RETURNING where SQLite has it (3.35+).
+            args = (n, n, added, now, last_user, last_user, tenant, session_id, now)
+            if _HAS_RETURNING:
+                return conn.execute(_CLAIM_SQL, args).fetchone()
+            row = conn.execute(
+                "SELECT pk, last_seq, total_tokens FROM ck_sessions WHERE tenant = ? AND "
+                "session_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (tenant, session_id, now),
             ).fetchone()
+            if row is not None:
+                conn.execute(_CLAIM_SQL.split("RETURNING")[0], args)
+                row = (row[0], row[1] + n, row[2] + added)
+            return row
 
         def go(conn: sqlite3.Connection) -> AppendResult:
             now = ts(utcnow())
