@@ -31,6 +31,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -70,6 +71,7 @@ from chatkeep.types import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("chatkeep.file")
 FORMAT = 1
 _MAX_NAME = 200
 _COMPACT_MIN_DEAD = 256
@@ -606,8 +608,14 @@ class FileBackend:
                 continue
             for path in folder.glob("*.jsonl"):
                 with self._locked(path.with_suffix(".lock"), exclusive=True):
-                    state = self._load(path)
-                    if state is None or not match(state):
+                    try:
+                        state = self._load(path)
+                    except CorruptRecord as exc:
+                        if tenant is None:  # purge: one bad file must not stop the store
+                            log.warning("purge skipped a session it cannot read: %s", exc)
+                            continue
+                        state = None  # erase: the tenant's files go, readable or not
+                    if state is not None and not match(state):
                         continue
                     path.unlink()
                     path.with_suffix(".lease").unlink(missing_ok=True)
