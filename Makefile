@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint typecheck format bench bench-quick clean
+.PHONY: help venv run test lint format bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,10 +33,10 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests bench examples
 	$(BIN)/ruff check --fix src tests bench examples
 
-bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run), ~5 minutes
+bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run), under a minute here
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP)  ## a short benchmark run (< 1 minute)
+bench-quick: $(STAMP)  ## a shorter benchmark run (about 10 seconds here)
 	$(BIN)/python -m bench.run --quick
 
 clean:  ## remove the virtual environment and caches
