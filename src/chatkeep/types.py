@@ -252,15 +252,6 @@ class StoredMessage(Message):
             payload=self.payload,
         )
 
-    @classmethod
-    def _trusted(cls, **fields: Any) -> StoredMessage:
-        """Build from fields a store already validated when they were written (no re-checks:
-        reads are the hot path). Every field must be given."""
-        obj = object.__new__(cls)
-        for name in _STORED_FIELDS:
-            object.__setattr__(obj, name, fields[name])
-        return obj
-
 
 _STORED_FIELDS = (
     "role",

@@ -91,20 +91,14 @@ def stored(
     message: Message, *, session_id: str, seq: int, tokens: int, msg_id: str | None = None
 ) -> StoredMessage:
     """``message`` (already validated) as stored under ``seq``."""
-    return StoredMessage._trusted(
-        role=message.role,
-        content=message.content,
-        name=message.name,
-        tool_calls=message.tool_calls,
-        tool_call_id=message.tool_call_id,
-        metadata=message.metadata,
-        created_at=message.created_at,
-        format=message.format,
-        payload=message.payload,
-        session_id=session_id,
-        seq=seq,
-        tokens=tokens,
-        id=msg_id or new_id(),
+    return stored_from_row(
+        session_id,
+        seq,
+        message.role,
+        tokens,
+        msg_id or new_id(),
+        message.created_at,
+        message.body(),
     )
 
 
