@@ -138,3 +138,33 @@ def test_default_store_follows_env(tmp_path: object, monkeypatch: pytest.MonkeyP
     mem.add("user", "hi")
     assert mem.store.url.endswith("env.db")
     mem.store.close()
+
+
+def test_an_agent_turn_with_tool_calls(sync_store: Store) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}
+    mem = Memory("agent", store=sync_store)
+    with mem.turn("Weather in Oslo?") as t:
+        t.add(Message.assistant("", tool_calls=[call]))
+        t.add({"role": "tool", "content": "3 C", "tool_call_id": "c1"})
+        t.reply("It is 3 C in Oslo.")
+    assert [m.role for m in mem.history()] == ["user", "assistant", "tool", "assistant"]
+    assert mem.history()[1].tool_calls == [call]
+    with mem.turn() as t2:  # a turn without a new user message (e.g. a follow-up tool loop)
+        assert t2.messages[-1]["content"] == "It is 3 C in Oslo."
+    assert len(mem.history()) == 4  # nothing added, nothing written
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"token_limit": 0},
+        {"token_limit": "big"},
+        {"lease_policy": "drop"},
+        {"system_prompt": "bad \ud800"},
+    ],
+)
+def test_memory_settings_are_checked(sync_store: Store, kwargs: dict[str, object]) -> None:
+    with pytest.raises(chatkeep.InvalidInput):
+        Memory("u", store=sync_store, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(chatkeep.InvalidSessionId):
+        Memory("", store=sync_store)

@@ -184,3 +184,21 @@ def test_append_without_returning_support(tmp_path: Path, monkeypatch: pytest.Mo
         info = store.info("s")
         assert info is not None and info.total_tokens == sum(m.tokens for m in store.read("s"))
         assert [m.seq for m in store.window("s", 1000).messages] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("body", "not json"), ("body", "[1, 2]"), ("body", '{"content": 5}'), ("role", "wizard")],
+)
+def test_a_corrupt_row_is_an_error_not_a_gap(tmp_path: Path, column: str, value: str) -> None:
+    path = tmp_path / "a.db"
+    with chatkeep.open_store(f"sqlite:///{path}") as store:
+        store.append("s", [Message.user("a"), Message.assistant("b"), Message.user("c")])
+    with raw(path) as conn:
+        conn.execute(f"UPDATE ck_messages SET {column} = ? WHERE seq = 2", (value,))
+    with chatkeep.open_store(f"sqlite:///{path}") as store:
+        with pytest.raises(chatkeep.CorruptRecord, match="seq 2"):
+            store.read("s")
+        with pytest.raises(chatkeep.CorruptRecord):
+            store.window("s", 1000)
+        assert [m.text for m in store.read("s", after_seq=2)] == ["c"]
