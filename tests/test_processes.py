@@ -145,3 +145,45 @@ def test_sigkill_loses_no_acknowledged_append(kind: str, tmp_path: Path) -> None
         path = url.removeprefix("sqlite:///")
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+TURNS = """
+import sys, time, chatkeep
+url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with chatkeep.open_store(url) as store:
+    mem = chatkeep.Memory("turns", store=store, lease_timeout=120)
+    for i in range(n):
+        with mem.turn(f"q {name}-{i}") as t:
+            seen = len(t.messages)
+            time.sleep(0.005)  # the LLM call
+            t.reply(f"a {name}-{i} after {seen}")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DURABLE)
+def test_turns_from_three_processes_never_interleave(kind: str, tmp_path: Path) -> None:
+    url = backend_url(kind, tmp_path)
+    with chatkeep.open_store(url):
+        pass
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TURNS, url, f"p{n}", "15"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    with chatkeep.open_store(url) as store:
+        rows = store.read("turns")
+    assert len(rows) == 90 and [m.seq for m in rows] == list(range(1, 91))
+    for i in range(0, 90, 2):
+        q, a = rows[i], rows[i + 1]
+        assert q.role == "user" and a.role == "assistant"
+        who = q.text.removeprefix("q ")
+        # each answer directly follows its own question, and saw every earlier message
+        assert a.text == f"a {who} after {i + 1}"
