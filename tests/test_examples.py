@@ -52,25 +52,39 @@ def test_window_example(tmp_path: Path) -> None:
     assert "Summary of the earlier conversation" in out
 
 
-@pytest.mark.parametrize("doc", ["README.md"])
+PRELUDE = """
+import chatkeep
+from chatkeep import Message
+def call_your_llm(messages):
+    return f"seen {len(messages)} messages"
+llm = call_your_llm
+store = chatkeep.open_store()
+"""
+CHECKS = {
+    "README.md": (
+        "assert handle_request('u1', 'hi') == 'seen 2 messages'\n"
+        "assert handle_request('u1', 'again') == 'seen 4 messages'\n"
+    ),
+    "docs/memory.md": (
+        "assert [m.text for m in memory.history()] == "
+        "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()
+    ),
+}
+
+
+@pytest.mark.parametrize("doc", sorted(CHECKS))
 def test_python_blocks_in_docs_run(doc: str, tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), re.S)
     assert blocks
-    prelude = "def call_your_llm(messages):\n    return f'seen {len(messages)} messages'\n"
-    epilogue = (
-        "\nassert handle_request('u1', 'hi') == 'seen 2 messages'\n"
-        "assert handle_request('u1', 'again') == 'seen 4 messages'\nstore.close()\n"
+    code = PRELUDE + "\n".join(blocks) + "\n" + CHECKS[doc] + "store.close()\n"
+    env = {**os.environ, "CHATKEEP_URL": f"sqlite:///{tmp_path}/doc.db"}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    for block in blocks:
-        code = prelude + block + epilogue
-        env = {**os.environ, "CHATKEEP_URL": f"sqlite:///{tmp_path}/doc.db"}
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stderr
