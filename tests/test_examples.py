@@ -65,6 +65,7 @@ CHECKS = {
         "assert handle_request('u1', 'hi') == 'seen 2 messages'\n"
         "assert handle_request('u1', 'again') == 'seen 4 messages'\n"
     ),
+    "docs/tokenizers.md": "assert store.tokenizer.name == 'tiktoken:cl100k_base'\n",
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()
@@ -88,3 +89,9 @@ def test_python_blocks_in_docs_run(doc: str, tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_every_doc_that_shows_python_is_run() -> None:
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    showing = {str(p.relative_to(ROOT)) for p in docs if "```python" in p.read_text()}
+    assert showing == set(CHECKS)
