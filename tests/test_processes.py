@@ -60,6 +60,24 @@ def test_a_second_process_sees_the_conversation(kind: str, tmp_path: Path) -> No
     )
 
 
+def race(script: str, url: str, *, processes: int, count: int) -> None:
+    """Run ``script URL pN COUNT`` in ``processes`` processes at once; all must succeed."""
+    with chatkeep.open_store(url):
+        pass  # create the schema/folder once, so the processes race only on the work
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, url, f"p{n}", str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(processes)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+
+
 WRITER = """
 import sys, chatkeep
 url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -73,20 +91,7 @@ with chatkeep.open_store(url) as store:
 @pytest.mark.parametrize("kind", DURABLE)
 def test_four_processes_append_to_one_session(kind: str, tmp_path: Path) -> None:
     url = backend_url(kind, tmp_path)
-    with chatkeep.open_store(url):
-        pass  # create the schema/folder once, so the writers race only on appends
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, url, f"p{n}", "250"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
-    for p in procs:
-        _out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    race(WRITER, url, processes=4, count=250)
     with chatkeep.open_store(url) as store:
         rows = store.read("shared")
     assert [m.seq for m in rows] == list(range(1, 1001))
@@ -164,20 +169,7 @@ with chatkeep.open_store(url) as store:
 @pytest.mark.parametrize("kind", DURABLE)
 def test_turns_from_three_processes_never_interleave(kind: str, tmp_path: Path) -> None:
     url = backend_url(kind, tmp_path)
-    with chatkeep.open_store(url):
-        pass
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", TURNS, url, f"p{n}", "15"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(3)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+    race(TURNS, url, processes=3, count=15)
     with chatkeep.open_store(url) as store:
         rows = store.read("turns")
     assert len(rows) == 90 and [m.seq for m in rows] == list(range(1, 91))
