@@ -33,8 +33,9 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests bench examples
 	$(BIN)/ruff check --fix src tests bench examples
 
-bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run), under a minute here
+bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run) + tokenizer accuracy
 	$(BIN)/python -m bench.run
+	$(BIN)/python bench/tokenizer_accuracy.py --seed 7
 
 bench-quick: $(STAMP)  ## a shorter benchmark run (about 10 seconds here)
 	$(BIN)/python -m bench.run --quick
