@@ -185,6 +185,7 @@ class Store(_StoreCore):
         self._state = _State.OPEN
         self._warn_if_ephemeral()
         self.purge_expired()
+        self._last_purge = time.monotonic()
         return self
 
     def close(self) -> None:
@@ -399,6 +400,7 @@ class AsyncStore(_StoreCore):
         self._state = _State.OPEN
         self._warn_if_ephemeral()
         await self.purge_expired()
+        self._last_purge = time.monotonic()
         return self
 
     async def close(self) -> None:

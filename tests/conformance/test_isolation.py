@@ -45,3 +45,11 @@ def test_expired_sessions_are_gone_and_purged(store: Any) -> None:
     assert store.append("old", Message.user("new")).first_seq == 1
     # clearing the expiry keeps the session forever
     assert store.update_session("live", expires_at=None).expires_at is None
+
+
+def test_appends_purge_expired_sessions(open_any: Any) -> None:
+    store = open_any(purge_interval=0)  # purge on every append (default: once a minute)
+    store.append("old", Message.user("bye"))
+    store.update_session("old", expires_at=utcnow() - timedelta(seconds=1))
+    store.append("other", Message.user("hi"))  # this append purges "old" for real
+    assert store.purge_expired() == 0
