@@ -69,3 +69,16 @@ def test_tenant_names_are_checked() -> None:
     with pytest.raises(InvalidSessionId):
         check_tenant("t" * 65)
     assert check_tenant("acme") == "acme"
+
+
+def test_forbidden_characters_are_exactly_controls_and_surrogates() -> None:
+    import unicodedata
+
+    from chatkeep.validation import _FORBIDDEN
+
+    mismatched = [
+        hex(cp)
+        for cp in range(0x110000)
+        if (unicodedata.category(chr(cp)) in ("Cc", "Cs")) != bool(_FORBIDDEN.fullmatch(chr(cp)))
+    ]
+    assert mismatched == []
