@@ -53,3 +53,11 @@ def test_appends_purge_expired_sessions(open_any: Any) -> None:
     store.update_session("old", expires_at=utcnow() - timedelta(seconds=1))
     store.append("other", Message.user("hi"))  # this append purges "old" for real
     assert store.purge_expired() == 0
+
+
+def test_purge_removes_the_leases_of_purged_sessions(store: Any) -> None:
+    store.append("old", Message.user("bye"))
+    assert store.acquire_lease("old", owner="crashed-worker", ttl=3600) is not None
+    store.update_session("old", expires_at=utcnow() - timedelta(seconds=1))
+    assert store.purge_expired() == 1
+    assert store.acquire_lease("old", owner="new-worker", ttl=5) is not None

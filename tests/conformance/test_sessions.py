@@ -77,3 +77,10 @@ def test_summary(store: Any) -> None:
     store.put_summary("s", "all five", 5)
     store.pop("s")
     assert store.get_summary("s") is None
+
+
+def test_a_summary_counts_as_an_update(store: Any) -> None:
+    store.append("s", Message.user("a"))
+    before = store.info("s").updated_at
+    store.put_summary("s", "a", 1)
+    assert store.info("s").updated_at > before

@@ -246,7 +246,8 @@ class MemoryBackend:
             s = self._live(tenant, session_id)
             check_summary_args(session_id, covers_through_seq, s.last_seq if s else 0)
             s = self._get_or_create(tenant, session_id)
-            s.summary = summary_of(text, covers_through_seq, tokens, utcnow())
+            s.updated_at = utcnow()
+            s.summary = summary_of(text, covers_through_seq, tokens, s.updated_at)
             return s.summary
 
     def purge_expired(self, now: datetime) -> int:

@@ -622,16 +622,18 @@ class SQLiteBackend:
 
     def purge_expired(self, now: datetime) -> int:
         def go(conn: sqlite3.Connection) -> int:
-            pks = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT pk FROM ck_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                    (ts(now),),
-                ).fetchall()
-            ]
-            for pk in pks:
+            dead = conn.execute(
+                "SELECT pk, tenant, session_id FROM ck_sessions "
+                "WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (ts(now),),
+            ).fetchall()
+            for pk, tenant, session_id in dead:
                 self._drop(conn, pk)
-            return len(pks)
+                conn.execute(
+                    "DELETE FROM ck_leases WHERE tenant = ? AND session_id = ?",
+                    (tenant, session_id),
+                )
+            return len(dead)
 
         return self._write(go)
 
