@@ -404,6 +404,11 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+from chatkeep.cli_server import register as _register_server  # noqa: E402
+
+_register_server(app)
+
+
 def main() -> None:
     """Entry point of the ``chatkeep`` console script."""
     try:

@@ -1,0 +1,56 @@
+"""Who is calling: an API key maps to one tenant; without keys, loopback runs as ``default``.
+
+Keys come as ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). When the keys file has
+at least one active key, every ``/v1`` request needs one. When it has none, the server runs
+keyless in the single ``default`` tenant, which is only allowed on a loopback address (the app
+refuses to start otherwise). A key sees its own tenant's sessions only: another tenant's session
+is simply not there (404), never "forbidden" (403), so ids do not leak.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from chatkeep.errors import ChatkeepError
+from chatkeep.server.errors import ApiError
+from chatkeep.server.keys import KeyFile
+from chatkeep.store import DEFAULT_TENANT
+
+
+class NoKeysOnPublicInterface(ChatkeepError):
+    """Refusing to serve without API keys on a non-loopback address."""
+
+
+def check_startup(host: str, loopback: bool, keys: KeyFile) -> None:
+    if not loopback and not keys.active():
+        raise NoKeysOnPublicInterface(
+            f"refusing to listen on {host} without API keys: anyone who can reach it could "
+            f"read every conversation. Create a key with `chatkeep keys create TENANT "
+            f"--keys-file {keys.path}` (or bind to 127.0.0.1)."
+        )
+
+
+def presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.headers.get("x-api-key") or None
+
+
+def tenant_of(request: Request, keys: KeyFile) -> str:
+    """The caller's tenant, or a 401 ApiError."""
+    key = presented_key(request)
+    if not keys.active():
+        return DEFAULT_TENANT
+    tenant = keys.tenant_for(key) if key else None
+    if tenant is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "a valid API key is required (Authorization: Bearer <key>)"
+            if key is None
+            else "unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return tenant
