@@ -122,7 +122,7 @@ def _ops(app: FastAPI) -> None:
         return {
             "version": __version__,
             "tenant": tenant,
-            "keyless": not state.keys.active(),
+            "keyless": not state.keys.records(),
             "provider": describe(state.provider),
             "store": state.store.scheme,
             "token_limit": s.token_limit,

@@ -1,10 +1,12 @@
 """Who is calling: an API key maps to one tenant; without keys, loopback runs as ``default``.
 
-Keys come as ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). When the keys file has
-at least one active key, every ``/v1`` request needs one. When it has none, the server runs
-keyless in the single ``default`` tenant, which is only allowed on a loopback address (the app
-refuses to start otherwise). A key sees its own tenant's sessions only: another tenant's session
-is simply not there (404), never "forbidden" (403), so ids do not leak.
+Keys come as ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). Once the keys file
+holds any key (even if all are revoked: revoking the last key must not open the server), every
+``/v1`` request needs a valid one. With no keys file, or an empty one, the server runs keyless
+in the single ``default`` tenant, which is only allowed on a loopback address (the app refuses
+to start on any other interface unless there is an active key). A key sees its own tenant's
+sessions only: another tenant's session is simply not there (404), never "forbidden" (403), so
+ids do not leak.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def presented_key(request: Request) -> str | None:
 def tenant_of(request: Request, keys: KeyFile) -> str:
     """The caller's tenant, or a 401 ApiError."""
     key = presented_key(request)
-    if not keys.active():
+    if not keys.records():
         return DEFAULT_TENANT
     tenant = keys.tenant_for(key) if key else None
     if tenant is None:
