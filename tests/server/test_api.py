@@ -207,7 +207,7 @@ def test_offline_chat_remembers_and_is_labelled(client: TestClient) -> None:
         "/v1/chat", json={"session_id": "ada", "message": "What is my name?"}
     ).json()
     assert "You told me your name is Ada." in recall["reply"]
-    assert "I like tea." in recall["reply"]
+    assert "\u201cI like tea.\u201d" in recall["reply"]
     assert (recall["user"]["seq"], recall["assistant"]["seq"]) == (5, 6)
     history = client.get("/v1/sessions/ada/messages").json()["items"]
     assert [m["role"] for m in history] == ["user", "assistant"] * 3

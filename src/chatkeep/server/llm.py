@@ -37,7 +37,8 @@ def describe(provider: Provider) -> dict[str, Any]:
     return {"name": provider.name, "model": provider.model, "offline": provider.offline}
 
 
-_NAME = re.compile(r"\bmy name is ([^\W\d_][\w'-]*(?: [A-Z][\w'-]*)?)", re.I)
+# "my name is ada" / "My name is Ada Lovelace": a first word, and a second one if capitalised.
+_NAME = re.compile(r"(?i:\bmy name is) ([^\W\d_][\w'-]*(?: [A-Z][\w'-]+)?)")
 _RECALL = re.compile(
     r"\b(what did i (say|tell|ask|write)|what('s| is) my name|who am i|do you remember)\b", re.I
 )
@@ -86,11 +87,11 @@ class OfflineResponder:
                 parts.append(f"You told me your name is {names[-1]}.")
             if earlier:
                 listed = "; ".join(_quote(u, 60) for u in earlier[-3:])
-                parts.append(f"Earlier you said: {listed}.")
+                parts.append(f"Earlier you said: {listed}")
             if not names and not earlier:
                 parts.append("I have nothing earlier from you in my window.")
         else:
-            parts.append(f"You said {_quote(current)}.")
+            parts.append(f"You said {_quote(current)}")
             if names:
                 parts.append(f"I remember your name is {names[-1]}.")
         parts.append(
