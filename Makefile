@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format bench bench-quick clean
+.PHONY: help venv run demo test lint format bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)  ## create .venv and install chatkeep with its dev extras
 
-run: $(STAMP)  ## the main job: a conversation that survives a brand-new Python process
+run: $(STAMP)  ## the main job: chatkeep serve on ./chatkeep.db (http://127.0.0.1:8765)
+	$(BIN)/chatkeep serve
+
+demo: $(STAMP)  ## a conversation that survives a brand-new Python process
 	$(BIN)/python examples/quickstart.py
 
 test: $(STAMP)  ## the whole test suite

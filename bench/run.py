@@ -334,6 +334,9 @@ def main() -> None:
     name = "quick" if quick else "latest"
     (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(md + "\n")
+    from bench.http_api import run as run_http  # chatkeep serve vs a bare FastAPI endpoint
+
+    run_http(quick)
 
 
 def verdict(ratio: float, target: float | None, higher_is_better: bool = False) -> str:
