@@ -66,6 +66,7 @@ CHECKS = {
         "assert handle_request('u1', 'again') == 'seen 4 messages'\n"
     ),
     "docs/tokenizers.md": "assert store.tokenizer.name == 'tiktoken:cl100k_base'\n",
+    "docs/server.md": "assert 'You told me your name is Ada.' in answer.json()['reply']\n",
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()
