@@ -265,3 +265,29 @@ def test_concurrent_turns_with_reject_get_409(make_client: Callable[..., TestCli
                 assert_error(r, 409, "session_busy")
         history = client.get("/v1/sessions/busy/messages").json()["items"]
         assert len(history) == 2 * codes.count(200)
+
+
+def test_queued_turn_that_waits_too_long_is_503(make_client: Callable[..., TestClient]) -> None:
+    with StubLLM(delay=1.5) as llm:
+        client = make_client(llm_base_url=llm.base_url, llm_model="stub", lease_timeout=0.3)
+        results = _concurrent_turns(client, 2)
+        assert sorted(r.status_code for r in results) == [200, 503]
+        late = next(r for r in results if r.status_code == 503)
+        assert "waited 0.3s" in assert_error(late, 503, "session_busy_timeout")["message"]
+        assert len(client.get("/v1/sessions/busy/messages").json()["items"]) == 2
+
+
+def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "chatkeep.cli", "serve", "--lease-policy", "sometimes"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2 and "lease_policy must be 'queue' or 'reject'" in out.stderr
+    assert "Traceback" not in out.stderr
