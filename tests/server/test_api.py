@@ -291,3 +291,25 @@ def test_bad_settings_exit_2_with_a_message(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and "lease_policy must be 'queue' or 'reject'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_missing_server_extra_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['fastapi'] = None\n"
+        "import chatkeep.cli\n"  # the CLI itself does not need the extra
+        "try:\n"
+        "    from chatkeep.server import create_app\n"
+        "except chatkeep.MissingDependency as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import chatkeep\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "pip install 'chatkeep[server]'" in out.stdout
