@@ -124,7 +124,16 @@ def test_tenant_isolation_on_every_endpoint(
     client = make_client()
     a = {"Authorization": f"Bearer {key_a}"}
     b = {"Authorization": f"Bearer {key_b}"}
-    sid = f"user-{secrets.token_hex(8)}"
+    for sid in (
+        f"user-{secrets.token_hex(8)}",
+        f"org:{secrets.token_hex(4)}/thread:{secrets.randbelow(10**6)}",
+        f"ünïcode-{secrets.token_urlsafe(6)}",
+    ):
+        _isolated(client, a, b, sid)
+        client.delete(f"/v1/sessions/{sid}", headers=a)
+
+
+def _isolated(client: TestClient, a: dict[str, str], b: dict[str, str], sid: str) -> None:
     msgs = {"messages": [{"role": "user", "content": "secret of A"}]}
     assert client.post(f"/v1/sessions/{sid}/messages", json=msgs, headers=a).status_code == 201
     client.put(

@@ -4,6 +4,7 @@ a killed and restarted server. History must stay one gapless conversation throug
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import os
 import re
 import signal
@@ -92,8 +93,16 @@ def test_killed_and_restarted_server_keeps_the_history(tmp_path: Path) -> None:
         for i in range(3):
             turn(base, "rs", f"first life {i}")
         first_pid = httpx.get(f"{base}/healthz", timeout=10).json()["pid"]
+        traced = httpx.get(
+            f"{base}/v1/sessions/rs", headers={"X-Request-ID": "trace-e2e-1"}, timeout=10
+        )
+        assert traced.headers["x-request-id"] == "trace-e2e-1"
         os.killpg(proc.pid, signal.SIGKILL)  # no graceful shutdown at all
         proc.wait(30)
+    logs = [json.loads(line) for p in tmp_path.glob("serve-*.log") for line in p.open()]
+    access = [e for e in logs if e.get("request_id") == "trace-e2e-1"]
+    assert access and access[0]["path"] == "/v1/sessions/rs" and access[0]["status"] == 200
+    assert access[0]["tenant"] == "default" and access[0]["pid"] == first_pid
     with serve(tmp_path, port=free_port()) as (base, _):
         assert httpx.get(f"{base}/healthz", timeout=10).json()["pid"] != first_pid
         recall = turn(base, "rs", "What is my name?").json()["reply"]
