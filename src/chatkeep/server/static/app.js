@@ -161,13 +161,25 @@ function renderWindow(win, limit) {
   facts.id = "window-facts";
   $("budget-bar").dataset.tokens = win.tokens;
   $("summary").textContent = win.summary ? `${win.summary.text}\n(covers #1–#${win.summary.covers_through_seq}, ${win.summary.tokens} tok)` : "none";
+  if (win.system_prompt) {
+    const li = el("li");
+    li.append(el("span", "seq", "–"), el("span", null, "system"), el("span", "txt", win.system_prompt.text),
+      el("span", "tok", String(win.system_prompt.tokens)));
+    wl.append(li);
+  }
+  if (win.summary) {
+    const li = el("li");
+    li.append(el("span", "seq", "–"), el("span", null, "summary"), el("span", "txt", win.summary.text),
+      el("span", "tok", String(win.summary.tokens)));
+    wl.append(li);
+  }
   const rows = [...win.system, ...win.messages];
   for (const m of rows) {
     const li = el("li");
     li.append(el("span", "seq", "#" + m.seq), el("span", null, m.role), el("span", "txt", textOf(m)), el("span", "tok", String(m.tokens)));
     wl.append(li);
   }
-  if (!rows.length) wl.append(el("li", "empty", "empty"));
+  if (!rows.length) wl.append(el("li", "empty", "no stored messages in the window"));
 }
 
 // -- chat (server-sent events) ----------------------------------------------------------------
