@@ -96,3 +96,11 @@ def test_every_doc_that_shows_python_is_run() -> None:
     docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     showing = {str(p.relative_to(ROOT)) for p in docs if "```python" in p.read_text()}
     assert showing == set(CHECKS)
+
+
+def test_server_client_across_a_restart(tmp_path: Path) -> None:
+    out = run_example("server_client.py", tmp_path)
+    pids = set(re.findall(r"\[server pid (\d+)\]", out))
+    assert len(pids) == 2, out  # two server processes took part
+    assert "You told me your name is Ada." in out
+    assert "holds 4 messages" in out
