@@ -77,3 +77,29 @@ def test_chat_in_the_browser_survives_a_reload(tmp_path: Path) -> None:
             page.screenshot(path=str(ARTIFACTS / "server-ui.png"), full_page=True)
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_the_page_asks_for_a_key_when_keys_exist(tmp_path: Path) -> None:
+    executable = _chromium_or_skip()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from chatkeep.server.keys import KeyFile
+
+    key, _ = KeyFile(tmp_path / "keys.json").create("acme")
+    with serve(tmp_path) as (base, _), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(base)
+            page.wait_for_selector("#keybox", state="visible")
+            assert "API key is required" in page.inner_text("#status")
+            page.fill("#apikey", key)
+            page.click("#savekey")
+            page.wait_for_selector("#provider")
+            assert "tenant: acme" in page.inner_text("#meta")
+            assert page.locator("#keybox").is_hidden()
+        finally:
+            browser.close()
