@@ -21,7 +21,7 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 KeysFileOpt = Annotated[
     str,
@@ -122,6 +122,15 @@ def serve(
         multiproc_dir = tempfile.mkdtemp(prefix="chatkeep-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
     configure(settings.log_level)
+    from chatkeep.stores import redact
+
+    llm = f"{settings.llm_model} at {settings.llm_base_url}" if settings.llm_base_url else None
+    err.print(
+        f"chatkeep serve: http://{settings.host}:{settings.port}/ (web inspector; API docs at "
+        f"/docs), store {redact(settings.store_url)}, "
+        f"{workers} worker{'s' if workers > 1 else ''}, LLM: {llm or 'offline responder'}",
+        markup=False,
+    )
     try:
         uvicorn.run(
             "chatkeep.server.app:app_from_env",
