@@ -313,3 +313,36 @@ def test_missing_server_extra_names_the_extra() -> None:
         check=True,
     )
     assert "pip install 'chatkeep[server]'" in out.stdout
+
+
+def test_settings_from_env_round_trip() -> None:
+    from chatkeep.server.settings import Settings
+
+    env = {
+        "CHATKEEP_URL": "sqlite:///x.db",
+        "CHATKEEP_PORT": "9001",
+        "CHATKEEP_LEASE_TIMEOUT": "2.5",
+        "CHATKEEP_LEASE_POLICY": "reject",
+        "CHATKEEP_LLM_BASE_URL": "http://127.0.0.1:1/v1",
+        "CHATKEEP_LLM_MODEL": "m",
+    }
+    s = Settings.from_env(env, token_limit=500)
+    assert (s.store_url, s.port, s.lease_timeout, s.lease_policy) == (
+        "sqlite:///x.db",
+        9001,
+        2.5,
+        "reject",
+    )
+    assert s.token_limit == 500 and s.loopback
+    assert Settings.from_env(s.to_env()) == s
+    for bad, message in (
+        ({"CHATKEEP_PORT": "eighty"}, "not a number"),
+        ({"CHATKEEP_LLM_BASE_URL": "http://x/v1"}, "needs a model"),
+        ({"CHATKEEP_MAX_BODY_BYTES": "10"}, "at least 1024"),
+    ):
+        try:
+            Settings.from_env(bad)
+        except chatkeep.InvalidInput as exc:
+            assert message in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
