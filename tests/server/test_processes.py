@@ -99,7 +99,11 @@ def test_killed_and_restarted_server_keeps_the_history(tmp_path: Path) -> None:
         assert traced.headers["x-request-id"] == "trace-e2e-1"
         os.killpg(proc.pid, signal.SIGKILL)  # no graceful shutdown at all
         proc.wait(30)
-    logs = [json.loads(line) for p in tmp_path.glob("serve-*.log") for line in p.open()]
+    logs = []
+    for path in tmp_path.glob("serve-*.log"):
+        lines = path.read_text().splitlines()
+        assert lines[0].startswith("chatkeep serve: http://127.0.0.1:")  # the one human line
+        logs += [json.loads(line) for line in lines[1:]]  # then JSON, every line
     access = [e for e in logs if e.get("request_id") == "trace-e2e-1"]
     assert access and access[0]["path"] == "/v1/sessions/rs" and access[0]["status"] == 200
     assert access[0]["tenant"] == "default" and access[0]["pid"] == first_pid
