@@ -75,6 +75,11 @@ def test_every_chat_mode_continues_in_a_new_process(url: str, tmp_path: Path) ->
         for kind in KINDS:
             chat(store, mode, kind, "My name is Ada.")  # type: ignore[operator]
             chat(store, mode, kind, "I live in Oslo.")  # type: ignore[operator]
+    memory = namespace["memory"]
+    dumped = {  # serialized here, rebuilt in the new process: by URL, never a connection
+        kind: memory(kind, f"simple-{kind}", store).to_json()  # type: ignore[operator]
+        for kind in ("chatkeep", "buffer")
+    }
     store.close()
 
     script = APP + textwrap.dedent(
@@ -90,11 +95,14 @@ def test_every_chat_mode_continues_in_a_new_process(url: str, tmp_path: Path) ->
                         "reply": reply,
                         "history": [[m.role, m.text] for m in rows],
                     }
+        from_json = json.loads(sys.argv[4])
+        out["chatkeep-from-dict"] = len(ChatKeepMemory.from_string(from_json["chatkeep"]).get_all())
+        out["buffer-from-dict"] = len(ChatMemoryBuffer.from_string(from_json["buffer"]).get_all())
         print(json.dumps(out))
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", script, url, ",".join(MODES), ",".join(KINDS)],
+        [sys.executable, "-c", script, url, ",".join(MODES), ",".join(KINDS), json.dumps(dumped)],
         capture_output=True,
         text=True,
         timeout=180,
@@ -103,6 +111,8 @@ def test_every_chat_mode_continues_in_a_new_process(url: str, tmp_path: Path) ->
     )
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
+    # the dicts made here rebuilt both memories there, over the same store (6 messages now)
+    assert (results.pop("chatkeep-from-dict"), results.pop("buffer-from-dict")) == (6, 6)
     assert len(results) == len(MODES) * len(KINDS)
     for key, res in results.items():
         history = res["history"]

@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from chatkeep.adapters.llamaindex_convert import from_chatkeep, to_chatkeep
-from chatkeep.memory import Memory
+from chatkeep.memory import Memory, default_store
 from chatkeep.store import Store
 from chatkeep.stores import default_url, open_store
 from chatkeep.types import Message, StoredMessage
@@ -71,6 +71,8 @@ def shared_store(url: str | None = None, tenant: str = "default") -> Store:
     Objects rebuilt from a dict (``from_dict``) find their store here, so a process never opens
     one URL twice.
     """
+    if tenant == "default" and url in (None, default_url()):
+        return default_store()  # the same one chatkeep.Memory(session_id) uses
     url = url or default_url()
     with _stores_lock:
         store = _stores.get((url, tenant))
@@ -373,7 +375,11 @@ class ChatKeepMemory(BaseChatStoreMemory):
     @property
     def _ck(self) -> ChatKeepChatStore:
         store = self.chat_store
-        assert isinstance(store, ChatKeepChatStore)
+        if not isinstance(store, ChatKeepChatStore):
+            raise InvalidInput(
+                "ChatKeepMemory needs a ChatKeepChatStore: build it with "
+                "ChatKeepMemory.from_defaults(session_id=..., store=...)"
+            )
         return store
 
     @classmethod
