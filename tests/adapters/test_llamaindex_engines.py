@@ -188,3 +188,67 @@ def test_memory_flush_is_exactly_once_across_processes(url: str, tmp_path: Path)
     store.close()
     assert gone  # the flush ran
     assert Counter(delivered) == Counter(gone)  # every archived message, exactly once
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, json
+    import chatkeep
+    from llama_index.core.llms import ChatMessage
+    from chatkeep.adapters.llamaindex import ChatKeepChatStore
+
+    url, role = sys.argv[1], sys.argv[2]
+    seen = []
+    with chatkeep.open_store(url) as store:
+        chat_store = ChatKeepChatStore(store)
+        for i in range(6):
+            if role == "setter":
+                batch = [ChatMessage(role="user", content=f"set{i}-{j}") for j in range(4)]
+                chat_store.set_messages("k", batch)
+            else:  # appends, and reads while the other process replaces
+                chat_store.add_message("k", ChatMessage(role="user", content=f"add{i}"))
+                for _ in range(3):
+                    seen.append([m.content for m in chat_store.get_messages("k")])
+    print(json.dumps(seen))
+    """
+)
+
+
+def _sets_are_whole(contents: list[str]) -> bool:
+    """Every replace shows up whole: at most one set, its 4 messages in order, first."""
+    sets = [c for c in contents if c.startswith("set")]
+    if not sets:
+        return True
+    prefix = sets[0].split("-")[0]
+    return sets == [f"{prefix}-{j}" for j in range(4)] and contents[:4] == sets
+
+
+@pytest.mark.slow
+def test_replace_is_never_mixed_across_processes(url: str, tmp_path: Path) -> None:
+    store = chatkeep.open_store(url)
+    if store._backend.ephemeral:
+        store.close()
+        pytest.skip("an in-process store cannot be shared with another process")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, role],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for role in ("setter", "adder")
+    ]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 0, err
+        outs.append(out)
+    snapshots = json.loads(outs[1])
+    assert snapshots and all(_sets_are_whole(s) for s in snapshots)
+    final = [m.text for m in store.read("k")]
+    store.close()
+    assert final[:4] == [f"set5-{j}" for j in range(4)]  # the last replace, whole
+    assert _sets_are_whole(final)
+    adds = [c for c in final if c.startswith("add")]
+    assert adds == sorted(adds, key=lambda c: int(c[3:]))  # appends keep their order

@@ -259,3 +259,26 @@ def test_memory_flush_race_delivers_twice_or_never_chatkeep_exactly_once(
         ours,
     )
     assert archived and delivered == archived and max(delivered.values()) == 1
+
+
+def test_default_engine_memory_starts_empty_every_time_chatkeep_continues(
+    ck: chatkeep.Store,
+) -> None:
+    from llama_index.core import Document, VectorStoreIndex
+    from llama_index.core.embeddings import MockEmbedding
+    from llama_index.core.llms import MockLLM
+
+    index = VectorStoreIndex.from_documents(
+        [Document(text="x")], embed_model=MockEmbedding(embed_dim=8)
+    )
+    # LlamaIndex's default: Memory over an in-memory SQLite with a random session id
+    index.as_chat_engine(chat_mode="simple", llm=MockLLM()).chat("My name is Ada.")
+    second = index.as_chat_engine(chat_mode="simple", llm=MockLLM())
+    assert "Ada" not in second.chat("What is my name?").response
+
+    def engine() -> Any:  # the same per-request construction, with chatkeep
+        memory = ChatKeepMemory.from_defaults(session_id="ada", store=ck)
+        return index.as_chat_engine(chat_mode="simple", llm=MockLLM(), memory=memory)
+
+    engine().chat("My name is Ada.")
+    assert "My name is Ada." in engine().chat("What is my name?").response

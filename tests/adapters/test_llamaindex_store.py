@@ -189,3 +189,43 @@ def test_archive_mark_is_ignored_after_someone_else_clears(ck: chatkeep.Store) -
         assert texts(await db.get_messages("k")) == ["new1", "new2"]
 
     asyncio.run(go())
+
+
+def test_memory_needs_a_session_and_a_chatkeep_store(ck: chatkeep.Store) -> None:
+    with pytest.raises(InvalidInput, match="session_id"):
+        ChatKeepMemory.from_defaults(store=ck)
+    with pytest.raises(InvalidInput, match="unexpected"):
+        ChatKeepMemory.from_defaults(session_id="s", store=ck, tokenizer_fn=len)
+    with pytest.raises(InvalidInput, match="Store or a store URL"):
+        ChatKeepChatStore(object())  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="ChatKeepChatStore"):
+        ChatKeepMemory(token_limit=10).get()
+    mem = ChatKeepMemory.from_defaults(session_id="s", store=ck, token_limit=50)
+    mem.put(ChatMessage(role="user", content="hi"))
+    with pytest.raises(ValueError, match="exceeds"):
+        mem.get(initial_token_count=51)  # as ChatMemoryBuffer
+
+
+def test_missing_llama_index_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'llama_index':\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import chatkeep\n"
+        "for mod in ('chatkeep.adapters.llamaindex', 'chatkeep.adapters.llamaindex_db'):\n"
+        "    try:\n"
+        "        __import__(mod)\n"
+        "    except chatkeep.MissingDependency as exc:\n"
+        "        print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all("pip install 'chatkeep[llamaindex]'" in ln for ln in lines)
