@@ -139,7 +139,7 @@ def test_chatkeep_memory_to_dict_round_trip(ck: chatkeep.Store) -> None:
         "url": ck.url,
         "tenant": "default",
         "lease_ttl": 30.0,
-        "lease_timeout": 30.0,
+        "lease_timeout": 60.0,
         "class_name": "ChatKeepChatStore",
     }
     back = ChatKeepMemory.from_dict(data)
@@ -229,3 +229,24 @@ def test_missing_llama_index_names_the_extra() -> None:
     )
     lines = out.stdout.strip().splitlines()
     assert len(lines) == 2 and all("pip install 'chatkeep[llamaindex]'" in ln for ln in lines)
+
+
+def test_summary_buffer_rewrites_through_the_store(ck: chatkeep.Store) -> None:
+    from llama_index.core.llms import MockLLM
+
+    def summary_buffer() -> ChatSummaryMemoryBuffer:  # per request
+        return ChatSummaryMemoryBuffer.from_defaults(
+            llm=MockLLM(max_tokens=8),
+            chat_store=ChatKeepChatStore(ck),
+            chat_store_key="u",
+            token_limit=100,
+        )
+
+    for i in range(10):
+        summary_buffer().put(ChatMessage(role="user", content=f"question {i} " + "word " * 10))
+        summary_buffer().put(ChatMessage(role="assistant", content=f"answer {i} " + "word " * 10))
+    got = summary_buffer().get()  # summarizes the oldest and replaces them in the store
+    assert got[0].role.value == "system" and got[-1].content.startswith("answer 9")
+    assert summary_buffer().get_all() == got
+    rows = ck.read("u")
+    assert rows[0].role == "system" and len(rows) == len(got) < 20

@@ -165,7 +165,11 @@ class ChatKeepChatStore(BaseChatStore):
     url: str = Field(default="", description="The chatkeep store URL (without password).")
     tenant: str = Field(default="default", description="The chatkeep tenant.")
     lease_ttl: float = Field(default=30.0, description="Seconds a write may hold a session.")
-    lease_timeout: float = Field(default=30.0, description="Seconds a write waits for it.")
+    lease_timeout: float = Field(
+        default=60.0,
+        description="Seconds a write waits for it (longer than lease_ttl, so a crashed holder "
+        "delays writers but never makes them fail).",
+    )
 
     _store: Store = PrivateAttr()
 

@@ -73,7 +73,9 @@ class ChatKeepDBChatStore(AsyncDBChatStore):
     url: str = Field(default="", description="The chatkeep store URL (without password).")
     tenant: str = Field(default="default")
     lease_ttl: float = Field(default=120.0, description="Seconds a flush may hold a session.")
-    lease_timeout: float = Field(default=60.0, description="Seconds a flush waits for it.")
+    lease_timeout: float = Field(
+        default=150.0, description="Seconds a flush waits for it (longer than lease_ttl)."
+    )
 
     _store: Store = PrivateAttr()
 
