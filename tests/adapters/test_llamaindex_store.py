@@ -250,3 +250,28 @@ def test_summary_buffer_rewrites_through_the_store(ck: chatkeep.Store) -> None:
     assert summary_buffer().get_all() == got
     rows = ck.read("u")
     assert rows[0].role == "system" and len(rows) == len(got) < 20
+
+
+def test_async_methods_waiting_on_a_lease_leave_the_loop_free(ck: chatkeep.Store) -> None:
+    cs = ChatKeepChatStore(ck)
+
+    async def main() -> list[str]:
+        events: list[str] = []
+        lease = ck.acquire_lease("k", owner="another-process", ttl=30)
+        assert lease is not None
+        write = asyncio.create_task(cs.aset_messages("k", msgs("after the lease")))
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        events.append("other request served")
+        assert not write.done()  # queued behind the lease, in a worker thread
+        ck.release_lease("k", lease.token)
+        events.append("lease released")
+        await write
+        events.append(f"stored {texts(await cs.aget_messages('k'))}")
+        return events
+
+    assert asyncio.run(main()) == [
+        "other request served",
+        "lease released",
+        "stored ['after the lease']",
+    ]

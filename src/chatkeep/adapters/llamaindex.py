@@ -101,15 +101,20 @@ def _resolve(store: Store | str | None, tenant: str | None) -> Store:
 
 
 # -- the session lease, re-entrant within one task/thread -------------------------------------
-_held: contextvars.ContextVar[frozenset[tuple[int, str]]] = contextvars.ContextVar(
+_held: contextvars.ContextVar[frozenset[tuple[int, str, str]]] = contextvars.ContextVar(
     "chatkeep_llamaindex_leases", default=frozenset()
 )
+
+
+def lease_mark(store: Store, key: str) -> tuple[int, str, str]:
+    """What identifies a held lease: the backend, the tenant and the key."""
+    return (id(store._root), store.tenant, key)
 
 
 @contextmanager
 def session_lease(store: Store, key: str, *, ttl: float, timeout: float) -> Iterator[None]:
     """Hold ``key``'s chatkeep turn lease (queueing behind other holders, in any process)."""
-    mark = (id(store._root), key)
+    mark = lease_mark(store, key)
     if mark in _held.get():
         yield
         return

@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "the LlamaIndex adapter needs llama-index-core: pip install 'chatkeep[llamaindex]'"
     ) from exc
 
-from chatkeep.adapters.llamaindex import _held, _resolve, rewrite, session_lease
+from chatkeep.adapters.llamaindex import _held, _resolve, lease_mark, rewrite, session_lease
 from chatkeep.adapters.llamaindex_convert import from_chatkeep, to_chatkeep
 from chatkeep.memory import Memory
 from chatkeep.store import Store
@@ -106,7 +106,7 @@ class ChatKeepDBChatStore(AsyncDBChatStore):
     async def alease(self, key: str) -> AsyncIterator[None]:
         """The async form of :meth:`lease`; calls made inside it reuse the lease."""
         check_session_id(key)
-        mark = (id(self._store._root), key)
+        mark = lease_mark(self._store, key)
         if mark in _held.get():
             yield
             return
