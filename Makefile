@@ -40,7 +40,7 @@ bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run) + tokeniz
 	$(BIN)/python -m bench.run
 	$(BIN)/python bench/tokenizer_accuracy.py --seed 7
 
-bench-quick: $(STAMP)  ## a shorter benchmark run (about 10 seconds here)
+bench-quick: $(STAMP)  ## a shorter benchmark run (about a minute here)
 	$(BIN)/python -m bench.run --quick
 
 clean:  ## remove the virtual environment and caches

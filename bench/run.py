@@ -23,6 +23,7 @@ Results go to stdout and to ``bench/results/latest.json`` and ``latest.md``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -329,6 +330,11 @@ def main() -> None:
     report["window_flatness"] = w[-1]["chatkeep"]["median_ms"] / w[0]["chatkeep"]["median_ms"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     md = render(report)
+    if importlib.util.find_spec("llama_index") is not None:  # LlamaIndex memories
+        from bench import adapters_llamaindex
+
+        report["llamaindex"] = adapters_llamaindex.run(quick)
+        md += "\n\n" + adapters_llamaindex.render(report["llamaindex"])
     print(md)
     RESULTS.mkdir(exist_ok=True)
     name = "quick" if quick else "latest"

@@ -52,6 +52,14 @@ def test_window_example(tmp_path: Path) -> None:
     assert "Summary of the earlier conversation" in out
 
 
+def test_llamaindex_fastapi_continues_after_a_server_restart(tmp_path: Path) -> None:
+    out = run_example("llamaindex_fastapi.py", tmp_path)
+    pids = set(re.findall(r"\[server pid (\d+)\]", out))
+    assert len(pids) == 2, out  # two different server processes answered
+    assert "the LLM saw the earlier turn from the first server: True" in out
+    assert "holds 2 messages" in out and "holds 4 messages" in out
+
+
 PRELUDE = """
 import chatkeep
 from chatkeep import Message
@@ -67,6 +75,16 @@ CHECKS = {
     ),
     "docs/tokenizers.md": "assert store.tokenizer.name == 'tiktoken:cl100k_base'\n",
     "docs/server.md": "assert 'You told me your name is Ada.' in answer.json()['reply']\n",
+    "docs/adapters.md": (
+        "handle_chat('ada', 'My name is Ada.')\n"
+        "assert 'My name is Ada.' in handle_chat('ada', 'What is my name?')\n"
+        "assert [m.content for m in buffer.get_all()][0] == 'My name is Ada.'\n"
+        "from llama_index.core.llms import ChatMessage\n"
+        "memory.put(ChatMessage(role='user', content='hello'))\n"
+        "from chatkeep.adapters.llamaindex_db import DurableMemory\n"
+        "assert DurableMemory.from_defaults(session_id='ada', store=store).get_all()[-1]"
+        ".content == 'hello'\n"
+    ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()
