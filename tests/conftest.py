@@ -14,7 +14,7 @@ import pytest
 import chatkeep
 from chatkeep import AsyncStore, Store
 
-BACKENDS = ("memory", "sqlite", "file")
+BACKENDS = ("memory", "sqlite", "file", "redis")
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -73,8 +73,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def url(backend: str, tmp_path: Path) -> str:
-    return backend_url(backend, tmp_path)
+def url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "redis":  # a real server, a fresh key prefix per test (tests/redis_support.py)
+        from redis_support import fresh_prefix, server_url
+
+        with fresh_prefix(server_url()) as (redis_url, _):
+            yield redis_url
+        return
+    yield backend_url(backend, tmp_path)
 
 
 @pytest.fixture(params=["sync", "async"])
