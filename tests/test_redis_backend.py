@@ -1,0 +1,433 @@
+"""redis:// specifics, on real servers: processes, slots, TTLs, erase, durability, outages.
+
+The shared behaviour is in tests/conformance (which runs on Redis too); this file holds what
+only Redis has. Servers this file starts itself bind a free port in a fresh folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import chatkeep
+from chatkeep import DurabilityWarning, InvalidURL, Message, StoreUnavailable
+from chatkeep.stores import make_async_backend, make_backend
+from chatkeep.stores.redis import RedisBackend
+from chatkeep.stores.redis_async import AsyncRedisBackend
+from chatkeep.stores.redis_keys import SUFFIXES
+from chatkeep.types import utcnow
+from redis_support import drop_prefix, fresh_prefix, server_url, with_options
+
+
+@pytest.fixture
+def base_url() -> str:
+    return server_url()
+
+
+@pytest.fixture
+def url(base_url: str) -> Iterator[str]:
+    with fresh_prefix(base_url) as (store_url, _):
+        yield store_url
+
+
+@pytest.fixture
+def raw(base_url: str) -> Iterator[Any]:
+    client = redis.Redis.from_url(base_url)
+    yield client
+    client.close()
+
+
+def prefix_of(url: str) -> str:
+    return url.split("prefix=")[1].split("&")[0]
+
+
+def keys_of(raw: Any, prefix: str) -> list[bytes]:
+    return sorted(k for p in (f"{{{prefix}:*", f"{prefix}:*") for k in raw.scan_iter(p))
+
+
+# -- a private server (for outages and persistence) --------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A redis-server of our own, with AOF fsync'd on every write."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--logfile",
+                str(self.folder / "log.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise AssertionError(f"redis-server did not start: {(self.folder / 'log.txt').read_text()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path, base_url: str) -> Iterator[Server]:  # base_url: skip when Redis is off
+    srv = Server(tmp_path)
+    srv.start()
+    yield srv
+    if srv.proc and srv.proc.poll() is None:
+        srv.kill()
+
+
+def run_py(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+# -- tests --------------------------------------------------------------------------------------
+
+
+def test_processes_append_to_one_session_gapless_without_duplicates(url: str) -> None:
+    code = """
+        import sys, chatkeep
+        with chatkeep.open_store(sys.argv[1]) as store:
+            for i in range(40):
+                store.append("shared", [chatkeep.Message.user(f"{sys.argv[2]}-{i}"),
+                                        chatkeep.Message.assistant(f"{sys.argv[2]}-{i}-r")])
+        """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), url, f"p{n}"], stderr=subprocess.PIPE
+        )
+        for n in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    with chatkeep.open_store(url) as store:
+        rows = store.read("shared")
+        assert [m.seq for m in rows] == list(range(1, 321))
+        texts = [m.text for m in rows]
+        assert len(set(texts)) == 320
+        # every batch stayed whole and in order: a reply right after its question
+        for q, a in zip(rows[::2], rows[1::2], strict=True):
+            assert a.text == q.text + "-r"
+        info = store.info("shared")
+        assert info.total_tokens == sum(m.tokens for m in rows) and info.last_seq == 320
+
+
+def test_a_new_process_continues_the_conversation(url: str) -> None:
+    writer = run_py(
+        """
+        import sys, chatkeep
+        with chatkeep.open_store(sys.argv[1]) as store:
+            chatkeep.Memory("user-1", store=store).add("user", "My name is Ada.")
+        """,
+        url,
+    )
+    assert writer.returncode == 0, writer.stderr
+    reader = run_py(
+        """
+        import sys, chatkeep
+        with chatkeep.open_store(sys.argv[1]) as store:
+            print(chatkeep.Memory("user-1", store=store).messages()[0]["content"])
+        """,
+        url,
+    )
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.strip() == "My name is Ada."
+
+
+def test_every_key_of_a_session_shares_one_cluster_slot(url: str, raw: Any) -> None:
+    from redis.crc import key_slot
+
+    prefix = prefix_of(url)
+    sid = "slot{check}:*?"  # braces and glob characters inside the id
+    with chatkeep.open_store(url) as store:
+        store.append(sid, [Message.system("s"), Message.user("u")], idempotency_key="k")
+        store.put_summary(sid, "sum", 1)
+        store.update_session(sid, expires_at=utcnow() + timedelta(hours=1))
+        lease = store.acquire_lease(sid, owner="me", ttl=30)
+        assert lease is not None
+        store.append("other", Message.user("x"))
+    tag = f"{{{prefix}:7:default:{sid}}}"
+    mine = [k for k in keys_of(raw, prefix) if k.startswith(tag.encode())]
+    # every suffix exists: the script really touched them all
+    assert sorted(k.decode()[len(tag) + 1 :] for k in mine) == sorted(SUFFIXES)
+    assert len({key_slot(k) for k in mine}) == 1
+    other = [k for k in keys_of(raw, prefix) if b"default:other}" in k]
+    assert other and key_slot(other[0]) != key_slot(mine[0])  # sessions spread over slots
+
+
+def test_expiry_is_a_native_ttl_on_every_key(url: str, raw: Any) -> None:
+    prefix = prefix_of(url)
+    with chatkeep.open_store(url) as store:
+        store.append("s", [Message.system("s"), Message.user("u")], idempotency_key="k")
+        when = utcnow() + timedelta(hours=2)
+        store.update_session("s", expires_at=when)
+        # keys born after the expiry was set get it too (the append script refreshes TTLs)
+        store.append("s", Message.user("again"), idempotency_key="k2")
+        store.put_summary("s", "sum", 1)
+        data = [k for k in keys_of(raw, prefix) if b"default:s}" in k and not k.endswith(b":l")]
+        assert len(data) >= 7
+        for key in data:
+            left = raw.pttl(key)
+            assert 2 * 3600_000 - 60_000 < left <= 2 * 3600_000, key
+        assert store.info("s").expires_at == when
+        store.update_session("s", expires_at=None)
+        assert all(raw.pttl(k) == -1 for k in data)
+        # an expiry in the past deletes the data at once, natively
+        store.update_session("s", expires_at=utcnow() - timedelta(seconds=1))
+        assert [k for k in keys_of(raw, prefix) if b"default:s}" in k] == []
+        assert store.purge_expired() == 1
+        assert raw.zcard(f"{prefix}:sessions:7:default") == 0
+        assert raw.zcard(f"{prefix}:expiry") == 0
+
+
+def test_erase_leaves_no_key_of_the_tenant(url: str, raw: Any) -> None:
+    prefix = prefix_of(url)
+    with chatkeep.open_store(url) as store:
+        acme = store.with_tenant("ac*me")  # a glob character in the tenant
+        for i in range(30):
+            acme.append(f"s{i}", [Message.user("x"), Message.assistant("y")])
+        acme.put_summary("s1", "sum", 1)
+        acme.update_session("s2", expires_at=utcnow() + timedelta(hours=1))
+        acme.acquire_lease("never-written", owner="w", ttl=60)
+        store.with_tenant("acme").append("keep", Message.user("other tenant"))
+        store.append("mine", Message.user("keep"))
+        assert store.erase("ac*me") == 30
+        left = keys_of(raw, prefix)
+        assert not [k for k in left if b":5:ac*me" in k]
+        assert raw.zcard(f"{prefix}:expiry") == 0
+        assert store.with_tenant("acme").read("keep")[0].text == "other tenant"
+        assert store.read("mine")[0].text == "keep"
+        store.erase("acme")
+        store.erase("default")
+        assert keys_of(raw, prefix) == [f"{prefix}:tokenizer".encode()]
+
+
+def test_lease_is_set_nx_px_with_a_fencing_token(url: str, raw: Any) -> None:
+    prefix = prefix_of(url)
+    with chatkeep.open_store(url) as store:
+        a = store.acquire_lease("s", owner="a", ttl=5)
+        assert a is not None
+        key = f"{{{prefix}:7:default:s}}:l"
+        assert 4000 < raw.pttl(key) <= 5000
+        assert raw.get(key) == f"{a.token}\x1fa".encode()
+        assert store.release_lease("s", a.token + 1) is False  # wrong token: nothing released
+        assert raw.exists(key)
+        assert store.release_lease("s", a.token)
+        assert not raw.exists(key)
+
+
+def test_the_durability_warning_fires_on_a_server_without_persistence(base_url: str) -> None:
+    probe = redis.Redis.from_url(base_url)
+    try:
+        aof = probe.config_get("appendonly")["appendonly"]
+        save = probe.config_get("save")["save"]
+    finally:
+        probe.close()
+    if aof == b"yes" or save.strip():
+        pytest.skip("this Redis persists (AOF or RDB on); the warning rightly stays quiet")
+    prefix = f"ck_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with pytest.warns(DurabilityWarning, match="appendonly no, no save points"):
+            store = chatkeep.open_store(with_options(base_url, prefix=prefix))
+        assert store.persistent is False
+        store.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            quiet = chatkeep.open_store(
+                with_options(base_url, prefix=prefix, durability_warning="off")
+            )
+        assert quiet.persistent is False  # the flag tells the truth even when silenced
+        quiet.close()
+    finally:
+        drop_prefix(base_url, prefix)
+
+
+def test_a_server_with_aof_is_persistent_and_survives_a_kill(server: Server) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = chatkeep.open_store(server.url + "?timeout=2&connect_timeout=1")
+    try:
+        assert store.persistent is True
+        store.append("s", [Message.user("before the crash"), Message.assistant("ok")])
+        server.kill()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match=r"127\.0\.0\.1") as err:
+            store.append("s", Message.user("during the outage"))
+        assert time.monotonic() - started < 10
+        assert isinstance(err.value.__cause__, redis.ConnectionError)
+        assert "idempotency_key" in str(err.value)  # an un-keyed append is not retried
+        with pytest.raises(StoreUnavailable):
+            store.read("s")
+        server.start()  # same port, same folder: AOF replays
+        # the same store object recovers; nothing acknowledged was lost
+        assert [m.text for m in store.read("s")] == ["before the crash", "ok"]
+        assert store.append("s", Message.user("after")).first_seq == 3
+    finally:
+        store.close()
+
+
+def test_a_kill_mid_stream_leaves_only_whole_batches(server: Server) -> None:
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys, chatkeep
+                store = chatkeep.open_store(sys.argv[1])
+                i = 0
+                while True:
+                    store.append("s", [chatkeep.Message.user(f"{i}-{j}") for j in range(5)])
+                    print(i, flush=True)
+                    i += 1
+                """
+            ),
+            server.url + "?timeout=2&connect_timeout=1&durability_warning=off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    acked = [writer.stdout.readline() for _ in range(30)]  # 30 acknowledged batches
+    server.kill()
+    writer.wait(timeout=30)
+    assert writer.returncode != 0 and "StoreUnavailable" in (writer.stderr.read() or "")
+    server.start()
+    with chatkeep.open_store(server.url) as store:
+        rows = store.read("s")
+    assert len(rows) % 5 == 0 and len(rows) >= 5 * len(acked)
+    for k in range(0, len(rows), 5):
+        batch = [m.text for m in rows[k : k + 5]]
+        assert batch == [f"{k // 5}-{j}" for j in range(5)]
+    assert [m.seq for m in rows] == list(range(1, len(rows) + 1))
+
+
+def test_a_closed_port_is_store_unavailable_quickly(base_url: str) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0?connect_timeout=1"
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as err:
+        chatkeep.open_store(url)
+    assert time.monotonic() - started < 10
+    assert "hunter2" not in str(err.value) and "***" in str(err.value)
+    assert isinstance(err.value.__cause__, redis.ConnectionError)
+
+
+def test_killed_connections_recover_without_a_new_store(url: str, raw: Any) -> None:
+    name = f"ck-{uuid.uuid4().hex[:8]}"
+    with chatkeep.open_store(with_options(url, client_name=name)) as store:
+        store.append("s", Message.user("a"))
+        killed = 0
+        for client in raw.client_list():
+            if client["name"] == name:
+                raw.client_kill_filter(_id=client["id"])
+                killed += 1
+        assert killed >= 1
+        assert [m.text for m in store.read("s")] == ["a"]
+        assert store.append("s", Message.user("b")).first_seq == 2
+
+
+def test_async_twin_is_native_and_complete(url: str) -> None:
+    backend = make_async_backend(url)
+    assert isinstance(backend, AsyncRedisBackend)
+    assert isinstance(make_backend(url), RedisBackend)
+    sync_api = {n for n in dir(RedisBackend) if not n.startswith("_")}
+    async_api = {n for n in dir(AsyncRedisBackend) if not n.startswith("_")}
+    assert sync_api == async_api
+    for name in sync_api:
+        if inspect.isfunction(getattr(RedisBackend, name)):
+            assert inspect.iscoroutinefunction(getattr(AsyncRedisBackend, name)), name
+
+    async def main() -> None:
+        async with await chatkeep.open_async_store(url) as store:
+            await asyncio.gather(*(store.append("s", Message.user(str(i))) for i in range(50)))
+            rows = await store.read("s")
+            assert [m.seq for m in rows] == list(range(1, 51))
+            assert store.persistent is False
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ("redis://127.0.0.1/0?colour=red", "unknown option"),
+        ("redis://127.0.0.1/0?prefix=has space", "prefix="),
+        ("redis://127.0.0.1/0?prefix={tag}", "prefix="),
+        ("redis://127.0.0.1/0?timeout=0", "timeout"),
+        ("redis://127.0.0.1/0?timeout=soon", "timeout"),
+        ("redis://127.0.0.1/0?durability_warning=maybe", "durability_warning"),
+        ("redis:///0", "names no host"),
+    ],
+)
+def test_bad_urls_are_explained(bad: str, match: str) -> None:
+    with pytest.raises(InvalidURL, match=match):
+        make_backend(bad)
+
+
+def test_url_forms() -> None:
+    for form in ("redis://h:6379/0", "rediss://u:p@h:6380/1", "unix:///run/redis.sock"):
+        backend = make_backend(form)
+        assert isinstance(backend, RedisBackend)
+        assert "p@" not in backend.options.label
+    backend = make_backend("redis://h/0?prefix=app1&timeout=2.5&client_name=web")
+    assert isinstance(backend, RedisBackend)
+    assert (backend.options.prefix, backend.options.timeout) == ("app1", 2.5)
+    assert backend.options.driver_url == "redis://h/0?client_name=web"
