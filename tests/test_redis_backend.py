@@ -72,8 +72,9 @@ def free_port() -> int:
 class Server:
     """A redis-server of our own, with AOF fsync'd on every write."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *extra: str) -> None:
         self.folder = folder
+        self.extra = list(extra)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -99,6 +100,7 @@ class Server:
                 "",
                 "--logfile",
                 str(self.folder / "log.txt"),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -431,3 +433,48 @@ def test_url_forms() -> None:
     assert isinstance(backend, RedisBackend)
     assert (backend.options.prefix, backend.options.timeout) == ("app1", 2.5)
     assert backend.options.driver_url == "redis://h/0?client_name=web"
+
+
+def test_a_crash_before_indexing_heals_on_the_next_write(url: str, raw: Any) -> None:
+    """The index lives in another cluster slot than the session, so it is written after the
+    session's script: a process dying in between leaves the session readable and unlisted
+    until its next write, never half-written."""
+    from chatkeep.stores import redis_keys as rk
+    from chatkeep.stores.redis_scripts import SCRIPTS
+
+    prefix = prefix_of(url)
+    with chatkeep.open_store(url) as store:
+        backend = store._backend
+        assert isinstance(backend, RedisBackend)
+        rows = store._rows(Message.user("written, then the process died"))
+        args = rk.append_args(utcnow(), rows, ["a" * 32], None, None)
+        reply = backend._eval(raw, SCRIPTS["append"], backend.keys.session("default", "s"), args)
+        assert list(reply) == [2, 1, 1]  # stored, seq 1, not yet indexed
+        assert store.sessions().items == ()
+        assert store.read("s")[0].text == "written, then the process died"
+        store.append("s", Message.assistant("next write"))
+        assert [i.session_id for i in store.sessions().items] == ["s"]
+        assert raw.hget(f"{{{prefix}:7:default:s}}:s", "ix") == b"1"
+        # an index entry whose session is gone (deleted behind the index's back) is skipped
+        raw.zadd(f"{prefix}:sessions:7:default", {"ghost": 0})
+        assert [i.session_id for i in store.sessions().items] == ["s"]
+        assert store.erase("default") == 1
+        assert raw.exists(f"{prefix}:sessions:7:default") == 0
+
+
+def test_a_full_redis_refuses_whole_appends_cleanly(tmp_path: Path, base_url: str) -> None:
+    srv = Server(tmp_path, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+    srv.start()
+    try:
+        with chatkeep.open_store(srv.url + "?durability_warning=off&timeout=5") as store:
+            batch = [Message.user("x" * 2000) for _ in range(5)]
+            with pytest.raises(StoreUnavailable, match="maxmemory") as err:
+                for _ in range(2000):
+                    store.append("s", batch)
+            assert isinstance(err.value.__cause__, redis.ResponseError)
+            rows = store.read("s")
+            assert len(rows) % 5 == 0 and rows  # whole batches only
+            assert [m.seq for m in rows] == list(range(1, len(rows) + 1))
+            assert store.info("s").total_tokens == sum(m.tokens for m in rows)
+    finally:
+        srv.kill()

@@ -100,21 +100,14 @@ class RedisBackend:
             r.script_load(script.text)
             return r.evalsha(script.sha, len(keys), *keys, *args)
 
-    def _indexed_eval(
-        self, r: Any, tenant: str, session_id: str, script: Script, args: list[Any]
-    ) -> Any:
-        """Add the session to its tenant's index, then run ``script``: one round trip. The
-        index is written first, so a crash in between leaves an entry that listing skips,
-        never a session that listing misses."""
-        pipe = r.pipeline(transaction=False)
-        pipe.zadd(self.keys.index(tenant), {session_id: 0})
-        pipe.evalsha(script.sha, len(rk.SUFFIXES), *self.keys.session(tenant, session_id), *args)
-        _, reply = pipe.execute(raise_on_error=False)
-        if isinstance(reply, import_redis().exceptions.NoScriptError):
-            return self._eval(r, script, self.keys.session(tenant, session_id), args)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+    def _index(self, r: Any, tenant: str, session_id: str, unindexed: Any) -> None:
+        """Put a session its script reported as unindexed into its tenant's index, then mark
+        it: the index lives in another cluster slot, so this cannot be part of the script. A
+        crash in between leaves the mark unset, and the session's next write indexes it."""
+        if unindexed:
+            r.zadd(self.keys.index(tenant), {session_id: 0})
+            meta = self.keys.session(tenant, session_id)[:1]
+            self._eval(r, SCRIPTS["indexed"], meta, [])
 
     def _unindex(self, r: Any, tenant: str, session_id: str) -> None:
         """Drop an index entry, then put it back if the session was re-created meanwhile."""
@@ -175,12 +168,14 @@ class RedisBackend:
         args = rk.append_args(utcnow(), rows, ids, idempotency_key, expect_last_seq)
 
         def go(r: Any) -> Any:
-            return self._indexed_eval(r, tenant, session_id, SCRIPTS["append"], args)
+            reply = self._eval(r, SCRIPTS["append"], keys, args)
+            if reply[0] == 2:
+                self._index(r, tenant, session_id, reply[2])
+            return reply
 
+        keys = self.keys.session(tenant, session_id)
         reply = self._run(go, retry=idempotency_key is not None)
         if reply[0] == 1:
-            if reply[1] == 0:
-                self._run(lambda r: self._unindex(r, tenant, session_id))
             raise rk.check_conflict(session_id, expect_last_seq, int(reply[1]))
         return rk.append_result(session_id, rows, ids, reply)
 
@@ -282,10 +277,12 @@ class RedisBackend:
         def go(r: Any) -> Any:
             if mode == "set":  # the expiry index first: purge must be able to find it
                 r.zadd(self.keys.expiry, {member: int(ms)})
-            reply = self._indexed_eval(r, tenant, session_id, SCRIPTS["update"], args)
+            keys = self.keys.session(tenant, session_id)
+            flat, unindexed = self._eval(r, SCRIPTS["update"], keys, args)
+            self._index(r, tenant, session_id, unindexed)
             if mode == "clear":
                 r.zrem(self.keys.expiry, member)
-            return reply
+            return flat
 
         return rk.info_of(tenant, session_id, rk.as_hash(self._run(go)))
 
@@ -299,12 +296,16 @@ class RedisBackend:
         check_summary_args(session_id, covers_through_seq, covers_through_seq)  # covers >= 0
         now = utcnow()
         args = [rk.now_ms(now), ts(now), text, covers_through_seq, tokens]
-        reply = self._run(
-            lambda r: self._indexed_eval(r, tenant, session_id, SCRIPTS["summary"], args)
-        )
+        keys = self.keys.session(tenant, session_id)
+
+        def go(r: Any) -> Any:
+            reply = self._eval(r, SCRIPTS["summary"], keys, args)
+            if reply[0] == 0:
+                self._index(r, tenant, session_id, reply[1])
+            return reply
+
+        reply = self._run(go)
         if reply[0] == 1:
-            if reply[1] == 0:
-                self._run(lambda r: self._unindex(r, tenant, session_id))
             raise rk.summary_error(session_id, covers_through_seq, int(reply[1]))
         return summary_of(text, covers_through_seq, tokens, now)
 

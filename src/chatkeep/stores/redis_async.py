@@ -89,19 +89,14 @@ class AsyncRedisBackend:
             await r.script_load(script.text)
             return await r.evalsha(script.sha, len(keys), *keys, *args)
 
-    async def _indexed_eval(
-        self, r: Any, tenant: str, session_id: str, script: Script, args: list[Any]
-    ) -> Any:
-        keys = self.keys.session(tenant, session_id)
-        pipe = r.pipeline(transaction=False)
-        pipe.zadd(self.keys.index(tenant), {session_id: 0})
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-        _, reply = await pipe.execute(raise_on_error=False)
-        if isinstance(reply, import_redis().exceptions.NoScriptError):
-            return await self._eval(r, script, keys, args)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+    async def _index(self, r: Any, tenant: str, session_id: str, unindexed: Any) -> None:
+        """Put a session its script reported as unindexed into its tenant's index, then mark
+        it: the index lives in another cluster slot, so this cannot be part of the script. A
+        crash in between leaves the mark unset, and the session's next write indexes it."""
+        if unindexed:
+            await r.zadd(self.keys.index(tenant), {session_id: 0})
+            meta = self.keys.session(tenant, session_id)[:1]
+            await self._eval(r, SCRIPTS["indexed"], meta, [])
 
     async def _unindex(self, r: Any, tenant: str, session_id: str) -> None:
         idx, member = self.keys.index(tenant), self.keys.expiry_member(tenant, session_id)
@@ -163,12 +158,14 @@ class AsyncRedisBackend:
         args = rk.append_args(utcnow(), rows, ids, idempotency_key, expect_last_seq)
 
         async def go(r: Any) -> Any:
-            return await self._indexed_eval(r, tenant, session_id, SCRIPTS["append"], args)
+            reply = await self._eval(r, SCRIPTS["append"], keys, args)
+            if reply[0] == 2:
+                await self._index(r, tenant, session_id, reply[2])
+            return reply
 
+        keys = self.keys.session(tenant, session_id)
         reply = await self._run(go, retry=idempotency_key is not None)
         if reply[0] == 1:
-            if reply[1] == 0:
-                await self._run(lambda r: self._unindex(r, tenant, session_id))
             raise rk.check_conflict(session_id, expect_last_seq, int(reply[1]))
         return rk.append_result(session_id, rows, ids, reply)
 
@@ -273,10 +270,12 @@ class AsyncRedisBackend:
         async def go(r: Any) -> Any:
             if mode == "set":  # the expiry index first: purge must be able to find it
                 await r.zadd(self.keys.expiry, {member: int(ms)})
-            reply = await self._indexed_eval(r, tenant, session_id, SCRIPTS["update"], args)
+            keys = self.keys.session(tenant, session_id)
+            flat, unindexed = await self._eval(r, SCRIPTS["update"], keys, args)
+            await self._index(r, tenant, session_id, unindexed)
             if mode == "clear":
                 await r.zrem(self.keys.expiry, member)
-            return reply
+            return flat
 
         return rk.info_of(tenant, session_id, rk.as_hash(await self._run(go)))
 
@@ -290,12 +289,16 @@ class AsyncRedisBackend:
         check_summary_args(session_id, covers_through_seq, covers_through_seq)  # covers >= 0
         now = utcnow()
         args = [rk.now_ms(now), ts(now), text, covers_through_seq, tokens]
-        reply = await self._run(
-            lambda r: self._indexed_eval(r, tenant, session_id, SCRIPTS["summary"], args)
-        )
+        keys = self.keys.session(tenant, session_id)
+
+        async def go(r: Any) -> Any:
+            reply = await self._eval(r, SCRIPTS["summary"], keys, args)
+            if reply[0] == 0:
+                await self._index(r, tenant, session_id, reply[1])
+            return reply
+
+        reply = await self._run(go)
         if reply[0] == 1:
-            if reply[1] == 0:
-                await self._run(lambda r: self._unindex(r, tenant, session_id))
             raise rk.summary_error(session_id, covers_through_seq, int(reply[1]))
         return summary_of(text, covers_through_seq, tokens, now)
 

@@ -11,9 +11,11 @@ Key layout (``P`` = the ``?prefix=`` option, default ``chatkeep``)::
 
 Every key of a session carries the same ``{...}`` hash tag, so it lives in one Redis Cluster
 slot and the session's scripts may touch all of them. The per-tenant index and the expiry
-index are single keys in their own slots; they are updated next to the scripts (pipelined in
-the same round trip), never inside them, and readers treat them as hints: an index entry
-whose session is gone is skipped.
+index are single keys in slots of their own, so no script may touch them together with a
+session's keys: a script that creates a session reports it as not yet indexed, the backend
+adds it to the index and then marks the session (``ix``). A crash in between leaves the mark
+unset and the session's next write indexes it. Listing skips index entries whose session is
+gone (expired, or deleted while a write re-added it), and purge and erase remove them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ script to the end before it serves anything else, so an append is all or nothing
 Session keys (``{tag}:<suffix>``)::
 
     s  hash   created, updated, last (= message count), total, systok, meta (JSON),
-              expms/expiso (expiry), sumtext/sumseq/sumtok/sumat (summary)
+              expms/expiso (expiry), sumtext/sumseq/sumtok/sumat (summary),
+              ix (1 once the session is in its tenant's index)
     m  hash   seq -> record ("role US tokens US id US created_at US body-JSON")
     p  zset   member seq, score = tokens of all messages before it (running total)
     y  zset   seqs of system/developer messages (pinned without a scan)
@@ -49,7 +50,13 @@ end
 
 local function create(now_iso)
   redis.call('HSET', M, 'created', now_iso, 'updated', now_iso, 'last', 0, 'total', 0,
-             'systok', 0, 'meta', '{}', 'expms', '', 'sumseq', 0)
+             'systok', 0, 'meta', '{}', 'expms', '', 'sumseq', 0, 'ix', 0)
+end
+
+-- 1 when the session is not yet known to be in its tenant's index (the caller adds it, then
+-- sets ix; a crash in between is healed by the session's next write)
+local function unindexed()
+  return redis.call('HGET', M, 'ix') ~= '1' and 1 or 0
 end
 
 -- give every key of the session the session's expiry (new keys are born without one)
@@ -86,13 +93,18 @@ end
 
 # ARGV: now_ms, now_iso, idempotency key or '', expect_last_seq or '', n, then n triples
 # (role, tokens, record). Replies {0, first, last, records...} (replay), {1, last} (conflict),
-# {2, first} (stored).
+# {2, first, unindexed} (stored). The hot path: one HMGET reads all the state it needs.
 APPEND = r"""
 local now = tonumber(ARGV[1])
-local exists = live(now, true)
-local last = 0
+local h = redis.call('HMGET', M, 'last', 'total', 'expms', 'ix')
+local exists = h[1] ~= false
+if exists and h[3] ~= '' and tonumber(h[3]) <= now then
+  redis.call('DEL', unpack(DATA))
+  exists = false
+end
+local last, total, exp, ix = 0, 0, '', false
 if exists then
-  last = tonumber(redis.call('HGET', M, 'last'))
+  last, total, exp, ix = tonumber(h[1]), tonumber(h[2]), h[3], h[4]
   if ARGV[3] ~= '' then
     local seen = redis.call('HGET', J, ARGV[3])
     if seen then
@@ -109,7 +121,6 @@ if exists then
 end
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= last then return {1, last} end
 if not exists then create(ARGV[2]) end
-local total = tonumber(redis.call('HGET', M, 'total'))
 local systok = 0
 local n = tonumber(ARGV[5])
 for k = 1, n do
@@ -131,8 +142,8 @@ if ARGV[3] ~= '' then
   redis.call('HSET', J, ARGV[3], (last + 1) .. ':' .. (last + n))
   redis.call('ZADD', I, last + n, ARGV[3])
 end
-ttl()
-return {2, last + 1}
+if exp ~= '' then ttl() end
+return {2, last + 1, ix == '1' and 0 or 1}
 """
 
 # ARGV: now_ms, after_seq, limit or '', newest ('1'/'0'). Replies {} (no session) or
@@ -160,9 +171,8 @@ return out
 # The tail starts where the stored running totals say the budget can reach (one ZRANGEBYSCORE),
 # or earlier at the latest user message: the same cut as the SQL backends.
 WINDOW = r"""
-local now = tonumber(ARGV[1])
-if not live(now, false) then return {} end
 local h, flat = hash(M)
+if h.last == nil or (h.expms ~= '' and tonumber(h.expms) <= tonumber(ARGV[1])) then return {} end
 local last, total, covered = tonumber(h.last), tonumber(h.total), tonumber(h.sumseq)
 local budget, reserve, pin = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
 local sysseqs, sysrecs, systok = {}, {}, 0
@@ -238,7 +248,7 @@ return 1
 """
 
 # ARGV: now_ms, now_iso, metadata JSON or '', expiry mode ('keep'/'clear'/'set'), expms, expiso.
-# Replies the session hash (flat), as it is after the update.
+# Replies {session hash (flat) as it is after the update, unindexed}.
 UPDATE = r"""
 if not live(tonumber(ARGV[1]), true) then create(ARGV[2]) end
 if ARGV[3] ~= '' then redis.call('HSET', M, 'meta', ARGV[3]) end
@@ -253,11 +263,11 @@ elseif ARGV[4] == 'clear' then
 end
 local _, flat = hash(M)
 ttl()
-return flat
+return {flat, unindexed()}
 """
 
-# ARGV: now_ms, now_iso, text, covers_through_seq, tokens. Replies {0} or {1, last} (covers
-# more than the session holds; nothing written).
+# ARGV: now_ms, now_iso, text, covers_through_seq, tokens. Replies {0, unindexed} or
+# {1, last} (covers more than the session holds; nothing written).
 SUMMARY = r"""
 local last = 0
 local exists = live(tonumber(ARGV[1]), true)
@@ -267,7 +277,7 @@ if not exists then create(ARGV[2]) end
 redis.call('HSET', M, 'sumtext', ARGV[3], 'sumseq', ARGV[4], 'sumtok', ARGV[5],
            'sumat', ARGV[2], 'updated', ARGV[2])
 ttl()
-return {0}
+return {0, unindexed()}
 """
 
 # KEYS: lease, fence. ARGV: owner, ttl_ms. Replies the new fencing token, or nil when another
@@ -291,6 +301,13 @@ local sep = string.find(cur, '\31', 1, true)
 if string.sub(cur, 1, sep - 1) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
 return 1
+"""
+
+
+# KEYS: the session hash. Marks the session as indexed, if it still exists.
+INDEXED = r"""
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ix', 1) end
+return 0
 """
 
 
@@ -320,4 +337,5 @@ SCRIPTS: dict[str, Script] = {
     "summary": _session_script("summary", SUMMARY),
     "acquire": Script("acquire", ACQUIRE),
     "release": Script("release", RELEASE),
+    "indexed": Script("indexed", INDEXED),
 }
