@@ -413,6 +413,7 @@ def test_async_twin_is_native_and_complete(url: str) -> None:
         ("redis://127.0.0.1/0?colour=red", "unknown option"),
         ("redis://127.0.0.1/0?prefix=has space", "prefix="),
         ("redis://127.0.0.1/0?prefix={tag}", "prefix="),
+        ("redis://127.0.0.1/0?prefix=app:7", "prefix="),
         ("redis://127.0.0.1/0?timeout=0", "timeout"),
         ("redis://127.0.0.1/0?timeout=soon", "timeout"),
         ("redis://127.0.0.1/0?durability_warning=maybe", "durability_warning"),
@@ -425,7 +426,7 @@ def test_bad_urls_are_explained(bad: str, match: str) -> None:
 
 
 def test_url_forms() -> None:
-    for form in ("redis://h:6379/0", "rediss://u:p@h:6380/1", "unix:///run/redis.sock"):
+    for form in ("redis://h:6379/0", "rediss://u:p@h:6380/1", "unix:///run/redis.sock?db=2"):
         backend = make_backend(form)
         assert isinstance(backend, RedisBackend)
         assert "p@" not in backend.options.label

@@ -116,7 +116,7 @@ def make_backend(url: str) -> Backend:
 
 def make_async_backend(url: str) -> AsyncBackend:
     """The (unopened) async backend for ``url``."""
-    if urlsplit(url).scheme.lower() in REDIS_SCHEMES if isinstance(url, str) else False:
+    if isinstance(url, str) and urlsplit(url).scheme.lower() in REDIS_SCHEMES:
         from chatkeep.stores.redis_async import AsyncRedisBackend
 
         return AsyncRedisBackend(url, redact(url))

@@ -52,12 +52,13 @@ from chatkeep.types import (
 
 SUFFIXES = ("s", "m", "p", "y", "u", "i", "j", "l", "f")
 US = "\x1f"  # never inside ids (validated) nor inside JSON (escaped)
-_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # no ":": prefixes never nest
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 #: Options chatkeep reads itself; everything else in ``PASS_THROUGH`` goes to redis-py.
 OWN_OPTIONS = {"prefix", "timeout", "connect_timeout", "durability_warning"}
 PASS_THROUGH = {
+    "db",
     "client_name",
     "max_connections",
     "health_check_interval",
@@ -350,8 +351,12 @@ def client_kwargs(options: RedisOptions) -> dict[str, Any]:
 
 def persistent_by_config(appendonly: dict[Any, Any], save: dict[Any, Any]) -> bool:
     """True when AOF is on or RDB ``save`` points are set (CONFIG GET replies)."""
-    aof = _text(appendonly.get("appendonly", b"")).lower()
-    return aof == "yes" or bool(_text(save.get("save", b"")).strip())
+    aof = _text(_field(appendonly, "appendonly")).lower()
+    return aof == "yes" or bool(_text(_field(save, "save")).strip())
+
+
+def _field(reply: dict[Any, Any], name: str) -> Any:
+    return reply.get(name, reply.get(name.encode(), b""))
 
 
 def persistent_by_info(info: dict[Any, Any]) -> bool | None:
