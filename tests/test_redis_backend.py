@@ -479,3 +479,22 @@ def test_a_full_redis_refuses_whole_appends_cleanly(tmp_path: Path, base_url: st
             assert store.info("s").total_tokens == sum(m.tokens for m in rows)
     finally:
         srv.kill()
+
+
+def test_a_cluster_spreads_sessions_over_its_nodes_and_erase_empties_them(
+    redis_cluster_url: str,
+) -> None:
+    from redis_support import fresh_cluster_prefix
+
+    with fresh_cluster_prefix(redis_cluster_url) as url, chatkeep.open_store(url) as store:
+        for i in range(30):
+            store.append(f"user-{i}", [Message.user("q"), Message.assistant("a")])
+            store.acquire_lease(f"user-{i}", owner="w", ttl=60)
+        client = store._backend.client
+        per_node = {node.name: node.redis_connection.dbsize() for node in client.get_primaries()}
+        assert len(per_node) == 3 and all(n > 0 for n in per_node.values()), per_node
+        assert len(list(store.iter_sessions())) == 30
+        assert store.erase("default") == 30
+        prefix = prefix_of(url)
+        left = [k for k in client.scan_iter(f"*{prefix}*") if b"tokenizer" not in k]
+        assert left == []

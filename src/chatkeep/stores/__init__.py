@@ -7,7 +7,8 @@
 ``memory://``               in-process only, for tests
 ``redis://host:6379/0``     Redis (also ``rediss://``, ``unix:///path.sock``); needs the
                             ``redis`` extra (``?prefix=chatkeep``, ``?timeout=5``,
-                            ``?connect_timeout=5``, ``?durability_warning=on|off``)
+                            ``?connect_timeout=5``, ``?durability_warning=on|off``,
+                            ``?cluster=on`` for a Redis Cluster)
 ==========================  ==============================================================
 
 The default URL is ``$CHATKEEP_URL``, else ``sqlite:///chatkeep.db`` in the working directory.

@@ -32,9 +32,9 @@ from chatkeep.stores._common import (
 )
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.redis_keys import (
-    client_kwargs,
     import_redis,
     lease_of,
+    make_client,
     tokenizer_error,
     unavailable,
     warn_durability,
@@ -71,9 +71,7 @@ class RedisBackend:
     @property
     def client(self) -> Any:  # redis.Redis (typed loosely upstream; replies are parsed in rk)
         if self._client is None:
-            self._client = import_redis().Redis.from_url(
-                self.options.driver_url, **client_kwargs(self.options)
-            )
+            self._client = make_client(self.options, asyncio=False)
         return self._client
 
     def _run(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:

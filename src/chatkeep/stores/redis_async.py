@@ -24,9 +24,9 @@ from chatkeep.stores._common import (
 )
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.redis_keys import (
-    client_kwargs,
     import_redis,
     lease_of,
+    make_client,
     tokenizer_error,
     unavailable,
     warn_durability,
@@ -62,9 +62,7 @@ class AsyncRedisBackend:
     @property
     def client(self) -> Any:  # redis.asyncio.Redis
         if self._client is None:
-            self._client = import_redis().asyncio.Redis.from_url(
-                self.options.driver_url, **client_kwargs(self.options)
-            )
+            self._client = make_client(self.options, asyncio=True)
         return self._client
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]], *, retry: bool = True) -> T:

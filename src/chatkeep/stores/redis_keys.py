@@ -20,6 +20,7 @@ gone (expired, or deleted while a write re-added it), and purge and erase remove
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import warnings
@@ -56,7 +57,7 @@ _PREFIX_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # no ":": prefixes never nest
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 #: Options chatkeep reads itself; everything else in ``PASS_THROUGH`` goes to redis-py.
-OWN_OPTIONS = {"prefix", "timeout", "connect_timeout", "durability_warning"}
+OWN_OPTIONS = {"prefix", "timeout", "connect_timeout", "durability_warning", "cluster"}
 PASS_THROUGH = {
     "db",
     "client_name",
@@ -80,6 +81,7 @@ class RedisOptions:
     timeout: float = 5.0
     connect_timeout: float = 5.0
     durability_warning: bool = True
+    cluster: bool = False
 
 
 def _seconds(opts: dict[str, str], key: str, default: float) -> float:
@@ -110,6 +112,9 @@ def parse_options(url: str, label: str) -> RedisOptions:
     warn = opts.get("durability_warning", "on").lower()
     if warn not in ("on", "off"):
         raise InvalidURL(f"durability_warning={warn!r}; expected on or off")
+    cluster = opts.get("cluster", "off").lower()
+    if cluster not in ("on", "off"):
+        raise InvalidURL(f"cluster={cluster!r}; expected on or off")
     if parts.scheme in ("redis", "rediss") and not parts.hostname:
         raise InvalidURL(f"{label} names no host; e.g. redis://127.0.0.1:6379/0")
     passed = urlencode({k: v for k, v in opts.items() if k in PASS_THROUGH})
@@ -120,6 +125,7 @@ def parse_options(url: str, label: str) -> RedisOptions:
         timeout=_seconds(opts, "timeout", 5.0),
         connect_timeout=_seconds(opts, "connect_timeout", 5.0),
         durability_warning=warn == "on",
+        cluster=cluster == "on",
     )
 
 
@@ -335,6 +341,17 @@ def import_redis() -> Any:
             "the redis:// store needs redis-py: pip install 'chatkeep[redis]'"
         ) from exc
     return redis
+
+
+def make_client(options: RedisOptions, *, asyncio: bool) -> Any:
+    """A redis-py client (``redis.Redis`` / ``RedisCluster``, sync or ``redis.asyncio``)."""
+    redis = import_redis()
+    if options.cluster:
+        name = "redis.asyncio.cluster" if asyncio else "redis.cluster"
+        cls = importlib.import_module(name).RedisCluster
+    else:
+        cls = (redis.asyncio if asyncio else redis).Redis
+    return cls.from_url(options.driver_url, **client_kwargs(options))
 
 
 def client_kwargs(options: RedisOptions) -> dict[str, Any]:
