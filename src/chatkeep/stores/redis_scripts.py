@@ -172,7 +172,8 @@ return out
 # or earlier at the latest user message: the same cut as the SQL backends.
 WINDOW = r"""
 local h, flat = hash(M)
-if h.last == nil or (h.expms ~= '' and tonumber(h.expms) <= tonumber(ARGV[1])) then return {} end
+if h.last == nil then return {} end
+if h.expms and h.expms ~= '' and tonumber(h.expms) <= tonumber(ARGV[1]) then return {} end
 local last, total, covered = tonumber(h.last), tonumber(h.total), tonumber(h.sumseq)
 local budget, reserve, pin = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1'
 local sysseqs, sysrecs, systok = {}, {}, 0
