@@ -35,7 +35,10 @@ def server_url() -> str:
         url = CI_DEFAULT
     problem = _unreachable(url)
     if problem:
-        pytest.fail(f"Redis at {url} is unreachable ({problem}); start it (see DEVELOPERS.md)")
+        pytest.fail(
+            f"Redis at {url} is unreachable ({problem}); start it "
+            "(redis-server --daemonize yes --port 6379, or .ci/run)"
+        )
     return url
 
 
