@@ -87,7 +87,7 @@ class RedisBackend:
                 if retry and attempt == 0 and isinstance(exc, errors.ConnectionError):
                     continue
                 raise unavailable(self.options.label, exc, retry=retry) from exc
-            except errors.RedisError as exc:
+            except (errors.RedisError, errors.RedisClusterException) as exc:
                 raise unavailable(self.options.label, exc, retry=True) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -207,7 +207,10 @@ class RedisBackend:
         now = utcnow()
         keys = self.keys.session(tenant, session_id)
         return int(
-            self._run(lambda r: self._eval(r, SCRIPTS["clear"], keys, [rk.now_ms(now), ts(now)]))
+            self._run(
+                lambda r: self._eval(r, SCRIPTS["clear"], keys, [rk.now_ms(now), ts(now)]),
+                retry=False,
+            )
         )
 
     def delete(self, tenant: str, session_id: str) -> bool:
@@ -352,4 +355,6 @@ class RedisBackend:
 
     def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
         keys = self.keys.lease(tenant, session_id)[:1]
-        return bool(self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token])))
+        return bool(
+            self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token]), retry=False)
+        )

@@ -76,7 +76,7 @@ class AsyncRedisBackend:
                 if retry and attempt == 0 and isinstance(exc, errors.ConnectionError):
                     continue
                 raise unavailable(self.options.label, exc, retry=retry) from exc
-            except errors.RedisError as exc:
+            except (errors.RedisError, errors.RedisClusterException) as exc:
                 raise unavailable(self.options.label, exc, retry=True) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -198,7 +198,8 @@ class AsyncRedisBackend:
         keys = self.keys.session(tenant, session_id)
         return int(
             await self._run(
-                lambda r: self._eval(r, SCRIPTS["clear"], keys, [rk.now_ms(now), ts(now)])
+                lambda r: self._eval(r, SCRIPTS["clear"], keys, [rk.now_ms(now), ts(now)]),
+                retry=False,
             )
         )
 
@@ -347,4 +348,6 @@ class AsyncRedisBackend:
 
     async def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
         keys = self.keys.lease(tenant, session_id)[:1]
-        return bool(await self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token])))
+        return bool(
+            await self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token]), retry=False)
+        )

@@ -418,8 +418,8 @@ def unavailable(label: str, exc: BaseException, *, retry: bool) -> StoreUnavaila
     hint = (
         ""
         if retry
-        else "; the request may or may not have been applied, so retry an append with an "
-        "idempotency_key"
+        else "; the request may or may not have been applied (pass an idempotency_key to "
+        "appends so that retrying them is safe)"
     )
     return StoreUnavailable(f"Redis error on {label}: {type(exc).__name__}: {exc}{hint}")
 
