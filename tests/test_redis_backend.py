@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import signal
 import socket
 import subprocess
@@ -508,3 +509,31 @@ def test_persistent_is_known_for_every_store(tmp_path: Path) -> None:
     with chatkeep.open_store("memory://") as ephemeral:
         assert ephemeral.persistent is False
     assert make_backend("redis://127.0.0.1:1/0").persistent is None  # unknown until opened
+
+
+@pytest.mark.parametrize(
+    ("example", "expected"),
+    [
+        ("quickstart.py", ["bot:  Your name is Ada.", "holds 4 messages", "redis://"]),
+        ("async_app.py", ["ada: 10 messages", "bob: 10 messages"]),
+        ("window.py", ["81 messages stored; window: 1 pinned +"]),
+    ],
+)
+def test_the_examples_run_on_redis(
+    url: str, tmp_path: Path, example: str, expected: list[str]
+) -> None:
+    """docs/deployment-redis.md: every example, pointed at Redis by $CHATKEEP_URL."""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, str(root / "examples" / example)],
+        cwd=tmp_path,
+        env={**os.environ, "CHATKEEP_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    for text in expected:
+        assert text in out.stdout
+    assert not list(tmp_path.iterdir())  # nothing went to disk: it all lives in Redis
