@@ -6,6 +6,7 @@ only Redis has. Servers this file starts itself bind a free port in a fresh fold
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import os
@@ -537,3 +538,69 @@ def test_the_examples_run_on_redis(
     for text in expected:
         assert text in out.stdout
     assert not list(tmp_path.iterdir())  # nothing went to disk: it all lives in Redis
+
+
+class _Unasync(ast.NodeTransformer):
+    """The async twin seen as sync code: no async/await, no docstrings."""
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:
+        self.generic_visit(node)
+        return ast.FunctionDef(**{f: getattr(node, f) for f in node._fields})
+
+    def visit_Await(self, node: ast.Await) -> Any:
+        return self.visit(node.value)
+
+    def visit_comprehension(self, node: ast.comprehension) -> Any:
+        self.generic_visit(node)
+        node.is_async = 0
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> Any:
+        self.generic_visit(node)
+        if isinstance(node.value, ast.Name) and node.value.id == "Awaitable":
+            return node.slice  # Callable[[Any], Awaitable[T]] is the twin of ...[[Any], T]
+        return node
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        return super().generic_visit(node)
+
+
+def _class_dump(module: str, name: str) -> str:
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "src" / module).read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
+    cls.name = "Twin"
+    return ast.dump(_Unasync().visit(cls))
+
+
+def test_the_async_twin_has_not_drifted_from_the_sync_one() -> None:
+    """Both twins are written by hand; this keeps them the same code: the async backend,
+    with async/await removed, must equal the sync one up to the few driver calls that differ."""
+    sync = _class_dump("chatkeep/stores/redis.py", "RedisBackend")
+    twin = _class_dump("chatkeep/stores/redis_async.py", "AsyncRedisBackend")
+    allowed = {  # the only differences: which client, and how it closes
+        "keyword(arg='asyncio', value=Constant(value=True))": (
+            "keyword(arg='asyncio', value=Constant(value=False))"
+        ),
+        "attr='aclose'": "attr='close'",
+    }
+    for theirs, ours in allowed.items():
+        twin = twin.replace(theirs, ours)
+    if sync != twin:
+        import difflib
+
+        diff = difflib.unified_diff(
+            sync.replace("), ", "),\n").splitlines(),
+            twin.replace("), ", "),\n").splitlines(),
+            lineterm="",
+            n=1,
+        )
+        pytest.fail("the twins differ:\n" + "\n".join(list(diff)[:60]))

@@ -215,7 +215,8 @@ class RedisBackend:
 
     def delete(self, tenant: str, session_id: str) -> bool:
         def go(r: Any) -> bool:
-            existed = self._eval(r, SCRIPTS["delete"], self.keys.session(tenant, session_id), [])
+            keys = self.keys.session(tenant, session_id)
+            existed = self._eval(r, SCRIPTS["delete"], keys, [])
             self._unindex(r, tenant, session_id)
             return bool(existed)
 
@@ -333,7 +334,7 @@ class RedisBackend:
                 erased += int(self._eval(r, SCRIPTS["delete"], keys, []))
             # whatever the index does not name (leases of sessions never written, entries an
             # interrupted erase left behind): every key under the tenant's tag prefix
-            stray = list(r.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000))
+            stray = [k for k in r.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000)]
             for start in range(0, len(stray), 500):
                 r.delete(*stray[start : start + 500])
             pattern = self.keys.expiry_pattern(tenant)
