@@ -1,8 +1,9 @@
 """The async twin of :mod:`chatkeep.stores.redis`, over ``redis.asyncio`` (no threads).
 
 Same scripts, same keys, same replies: only the IO is awaited. Anything that is not IO lives
-in :mod:`chatkeep.stores.redis_keys` and :mod:`chatkeep.stores.redis_scripts`; the parity
-test in ``tests/test_redis_backend.py`` checks that both twins expose the same methods.
+in :mod:`chatkeep.stores.redis_keys` and :mod:`chatkeep.stores.redis_scripts`.
+``tests/test_redis_backend.py`` checks that the twins have not drifted: this class with
+``async``/``await`` removed must be the sync class, up to the client and its ``close()``.
 """
 
 from __future__ import annotations
