@@ -429,6 +429,11 @@ def test_bad_urls_are_explained(bad: str, match: str) -> None:
         make_backend(bad)
 
 
+def test_a_url_redis_py_rejects_is_invalid_url() -> None:
+    with pytest.raises(InvalidURL, match="max_connections"):
+        chatkeep.open_store("redis://127.0.0.1:6379/0?max_connections=lots")
+
+
 def test_url_forms() -> None:
     for form in ("redis://h:6379/0", "rediss://u:p@h:6380/1", "unix:///run/redis.sock?db=2"):
         backend = make_backend(form)
@@ -438,6 +443,9 @@ def test_url_forms() -> None:
     assert isinstance(backend, RedisBackend)
     assert (backend.options.prefix, backend.options.timeout) == ("app1", 2.5)
     assert backend.options.driver_url == "redis://h/0?client_name=web"
+    unix = make_backend("unix:///run/redis.sock?db=2&prefix=x")
+    assert isinstance(unix, RedisBackend)
+    assert unix.options.driver_url == "unix:///run/redis.sock?db=2"
 
 
 def test_a_crash_before_indexing_heals_on_the_next_write(url: str, raw: Any) -> None:
@@ -604,3 +612,18 @@ def test_the_async_twin_has_not_drifted_from_the_sync_one() -> None:
             n=1,
         )
         pytest.fail("the twins differ:\n" + "\n".join(list(diff)[:60]))
+
+
+def test_a_unix_socket_url_works(tmp_path: Path, base_url: str) -> None:
+    sock = tmp_path / "redis.sock"
+    srv = Server(tmp_path, "--unixsocket", str(sock), "--unixsocketperm", "700")
+    srv.start()
+    try:
+        url = f"unix://{sock}?db=3&prefix=ck_unix&durability_warning=off"
+        with chatkeep.open_store(url) as store:
+            store.append("s", [Message.user("over a socket"), Message.assistant("yes")])
+        with chatkeep.open_store(url) as again:  # a new store, same data
+            assert [m.text for m in again.read("s")] == ["over a socket", "yes"]
+        assert redis.Redis(port=srv.port, db=3).exists("{ck_unix:7:default:s}:m")
+    finally:
+        srv.kill()

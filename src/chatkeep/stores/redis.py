@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chatkeep.errors import ChatkeepError, TokenizerMismatch
+from chatkeep.errors import ChatkeepError, InvalidURL, TokenizerMismatch
 from chatkeep.stores import redis_keys as rk
 from chatkeep.stores._common import (
     check_summary_args,
@@ -71,7 +71,10 @@ class RedisBackend:
     @property
     def client(self) -> Any:  # redis.Redis (typed loosely upstream; replies are parsed in rk)
         if self._client is None:
-            self._client = make_client(self.options, asyncio=False)
+            try:
+                self._client = make_client(self.options, asyncio=False)
+            except ValueError as exc:  # redis-py's own URL checks
+                raise InvalidURL(f"{self.options.label}: {exc}") from exc
         return self._client
 
     def _run(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chatkeep.errors import ChatkeepError, TokenizerMismatch
+from chatkeep.errors import ChatkeepError, InvalidURL, TokenizerMismatch
 from chatkeep.stores import redis_keys as rk
 from chatkeep.stores._common import (
     check_summary_args,
@@ -63,7 +63,10 @@ class AsyncRedisBackend:
     @property
     def client(self) -> Any:  # redis.asyncio.Redis
         if self._client is None:
-            self._client = make_client(self.options, asyncio=True)
+            try:
+                self._client = make_client(self.options, asyncio=True)
+            except ValueError as exc:  # redis-py's own URL checks
+                raise InvalidURL(f"{self.options.label}: {exc}") from exc
         return self._client
 
     async def _run(self, fn: Callable[[Any], Awaitable[T]], *, retry: bool = True) -> T:

@@ -118,8 +118,10 @@ def parse_options(url: str, label: str) -> RedisOptions:
     if parts.scheme in ("redis", "rediss") and not parts.hostname:
         raise InvalidURL(f"{label} names no host; e.g. redis://127.0.0.1:6379/0")
     passed = urlencode({k: v for k, v in opts.items() if k in PASS_THROUGH})
+    # built by hand: urlunsplit drops the "//" of unix:///path when the netloc is empty
+    driver_url = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{passed}" if passed else "")
     return RedisOptions(
-        driver_url=parts._replace(query=passed).geturl(),
+        driver_url=driver_url,
         label=label,
         prefix=prefix,
         timeout=_seconds(opts, "timeout", 5.0),
