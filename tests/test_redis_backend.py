@@ -627,3 +627,57 @@ def test_a_unix_socket_url_works(tmp_path: Path, base_url: str) -> None:
         assert redis.Redis(port=srv.port, db=3).exists("{ck_unix:7:default:s}:m")
     finally:
         srv.kill()
+
+
+def _tls_files(folder: Path) -> dict[str, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 (openssl)."""
+    f = {n: folder / n for n in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt", "san")}
+    f["san"].write_text("subjectAltName=IP:127.0.0.1\n")
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    for cmd in (
+        f"req -x509 {key} -keyout {f['ca.key']} -out {f['ca.crt']} -days 1 "
+        "-subj /CN=chatkeep-test-ca",
+        f"req {key} -keyout {f['srv.key']} -out {f['srv.csr']} -subj /CN=127.0.0.1",
+        f"x509 -req -in {f['srv.csr']} -CA {f['ca.crt']} -CAkey {f['ca.key']} -CAcreateserial "
+        f"-out {f['srv.crt']} -days 1 -extfile {f['san']}",
+    ):
+        subprocess.run(["openssl", *cmd.split()], check=True, capture_output=True, timeout=60)
+    return f
+
+
+def test_rediss_connects_over_verified_tls(tmp_path: Path, base_url: str) -> None:
+    import shutil
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl to make a test certificate")
+    f = _tls_files(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(f["srv.crt"]), "--tls-key-file", str(f["srv.key"]),
+         "--tls-ca-cert-file", str(f["ca.crt"]), "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={f['ca.crt']}&durability_warning=off"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                store = chatkeep.open_store(url + "&connect_timeout=1")
+                break
+            except StoreUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        with store:
+            store.append("s", Message.user("encrypted in transit"))
+            assert store.read("s")[0].text == "encrypted in transit"
+        # a client that does not trust the server's CA is refused, as StoreUnavailable
+        with pytest.raises(StoreUnavailable) as err:
+            chatkeep.open_store(f"rediss://127.0.0.1:{port}/0?connect_timeout=2")
+        assert "certificate" in str(err.value).lower()
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
