@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,17 +217,19 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         cluster.stop()
 
 
-def drop_cluster_prefix(url: str, prefix: str) -> None:
+@cache
+def _cluster_client(url: str) -> Any:
     import redis.cluster
 
-    client = redis.cluster.RedisCluster.from_url(url.split("?")[0])
-    try:
-        for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
-            keys = list(client.scan_iter(pattern))
-            if keys:
-                client.delete(*keys)
-    finally:
-        client.close()
+    return redis.cluster.RedisCluster.from_url(url)
+
+
+def drop_cluster_prefix(url: str, prefix: str) -> None:
+    client = _cluster_client(url.split("?")[0])  # one per session: discovery is not free
+    for pattern in (f"{{{prefix}:*", f"{prefix}:*"):
+        keys = list(client.scan_iter(pattern))
+        if keys:
+            client.delete(*keys)
 
 
 @contextmanager
