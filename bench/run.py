@@ -326,10 +326,13 @@ def main() -> None:
                 f"4 processes, {'one session' if shared else 'own sessions'} ...", file=sys.stderr
             )
             report["processes"].append(bench_processes(tmp, 100 if quick else 300, shared))
+    from bench import redis_bench  # redis:// vs raw redis-py (skipped without a server)
+
+    report["redis"] = redis_bench.run(quick)
     w = report["window"]
     report["window_flatness"] = w[-1]["chatkeep"]["median_ms"] / w[0]["chatkeep"]["median_ms"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
-    md = render(report)
+    md = render(report) + redis_bench.render(report["redis"])
     if importlib.util.find_spec("llama_index") is not None:  # LlamaIndex memories
         from bench import adapters_llamaindex
 

@@ -13,8 +13,9 @@ import pytest
 
 import chatkeep
 from chatkeep import AsyncStore, Store
+from redis_support import redis_cluster_url  # noqa: F401  (a session fixture)
 
-BACKENDS = ("memory", "sqlite", "file")
+BACKENDS = ("memory", "sqlite", "file", "redis", "redis-cluster")
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -73,8 +74,20 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def url(backend: str, tmp_path: Path) -> str:
-    return backend_url(backend, tmp_path)
+def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "redis":  # a real server, a fresh key prefix per test (tests/redis_support.py)
+        from redis_support import fresh_prefix, server_url
+
+        with fresh_prefix(server_url()) as (redis_url, _):
+            yield redis_url
+        return
+    if backend == "redis-cluster":  # a real 3-node Redis Cluster (tests/redis_support.py)
+        from redis_support import fresh_cluster_prefix
+
+        with fresh_cluster_prefix(request.getfixturevalue("redis_cluster_url")) as cluster_url:
+            yield cluster_url
+        return
+    yield backend_url(backend, tmp_path)
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -19,7 +19,8 @@
     ├── TokenizerUnavailable         a tokenizer could not be loaded
     └── MissingDependency            an optional extra is not installed
 
-``ChatkeepWarning`` is the root of chatkeep's warnings.
+``ChatkeepWarning`` is the root of chatkeep's warnings (``EphemeralStoreWarning``,
+``DurabilityWarning``).
 """
 
 from __future__ import annotations
@@ -100,3 +101,7 @@ class ChatkeepWarning(UserWarning):
 
 class EphemeralStoreWarning(ChatkeepWarning):
     """An in-process store is used where it cannot survive what the app does."""
+
+
+class DurabilityWarning(ChatkeepWarning):
+    """The store's server is configured to lose data on restart (Redis without AOF or RDB)."""

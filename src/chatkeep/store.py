@@ -82,6 +82,14 @@ class _StoreCore:
         return str(self._backend.scheme)
 
     @property
+    def persistent(self) -> bool | None:
+        """Does the data survive a restart? False for ``memory://`` and for a Redis server
+        with neither AOF nor RDB snapshots, None when the server will not say (CONFIG
+        disabled), True otherwise. Known once the store is open."""
+        value = getattr(self._backend, "persistent", not self._backend.ephemeral)
+        return None if value is None else bool(value)
+
+    @property
     def closed(self) -> bool:
         return self._root._state is _State.CLOSED
 

@@ -5,6 +5,10 @@
                             (``?synchronous=full|normal``, ``?timeout=30``)
 ``file:///abs/dir``         JSON Lines per session (``file:rel/dir`` for a relative folder)
 ``memory://``               in-process only, for tests
+``redis://host:6379/0``     Redis (also ``rediss://``, ``unix:///path.sock``); needs the
+                            ``redis`` extra (``?prefix=chatkeep``, ``?timeout=5``,
+                            ``?connect_timeout=5``, ``?durability_warning=on|off``,
+                            ``?cluster=on`` for a Redis Cluster)
 ==========================  ==============================================================
 
 The default URL is ``$CHATKEEP_URL``, else ``sqlite:///chatkeep.db`` in the working directory.
@@ -25,7 +29,8 @@ if TYPE_CHECKING:  # chatkeep.store imports this package; import it lazily at ru
     from chatkeep.validation import Limits
 
 DEFAULT_URL = "sqlite:///chatkeep.db"
-SCHEMES = ("sqlite", "file", "memory")
+SCHEMES = ("sqlite", "file", "memory", "redis")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 def default_url() -> str:
@@ -100,6 +105,10 @@ def make_backend(url: str) -> Backend:
 
         _options(parts.query, set(), url)
         return MemoryBackend()
+    if scheme in REDIS_SCHEMES:
+        from chatkeep.stores.redis import RedisBackend
+
+        return RedisBackend(url, redact(url))
     raise InvalidURL(
         f"unknown store scheme {scheme!r} in {redact(url)}; this version supports "
         f"{', '.join(s + '://' for s in SCHEMES)}"
@@ -108,6 +117,10 @@ def make_backend(url: str) -> Backend:
 
 def make_async_backend(url: str) -> AsyncBackend:
     """The (unopened) async backend for ``url``."""
+    if isinstance(url, str) and urlsplit(url).scheme.lower() in REDIS_SCHEMES:
+        from chatkeep.stores.redis_async import AsyncRedisBackend
+
+        return AsyncRedisBackend(url, redact(url))
     from chatkeep.stores.threaded import ThreadedAsyncBackend
 
     return ThreadedAsyncBackend(make_backend(url))

@@ -1,0 +1,364 @@
+"""``redis://`` (also ``rediss://`` and ``unix://``): the Redis backend over ``redis.Redis``.
+
+* Every write is ONE Lua script over the session's keys (:mod:`.redis_scripts`): seq allocation,
+  the idempotency check, ``expect_last_seq``, running token totals, session info and the TTL
+  refresh happen all together or not at all.
+* A window is one script: a ZRANGEBYSCORE over running token totals finds the cut, so its
+  cost depends on the window, not on the history.
+* Keys are hash-tagged per session, so every script stays in one Redis Cluster slot.
+* Durability is the server's: on open the backend reads ``appendonly`` and ``save`` and warns
+  (:class:`chatkeep.DurabilityWarning`) when neither is set; ``persistent`` holds the answer.
+
+The async twin is :mod:`chatkeep.stores.redis_async`; the shared non-IO code is
+:mod:`chatkeep.stores.redis_keys`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from chatkeep.errors import ChatkeepError, InvalidURL, TokenizerMismatch
+from chatkeep.stores import redis_keys as rk
+from chatkeep.stores._common import (
+    check_summary_args,
+    decode_cursor,
+    encode_cursor,
+    new_id,
+    summary_of,
+    ts,
+)
+from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.redis_keys import (
+    import_redis,
+    lease_of,
+    make_client,
+    tokenizer_error,
+    unavailable,
+    warn_durability,
+)
+from chatkeep.stores.redis_scripts import SCRIPTS, Script
+from chatkeep.types import (
+    AppendResult,
+    JSONObject,
+    Lease,
+    SessionInfo,
+    SessionPage,
+    StoredMessage,
+    Summary,
+    Window,
+    utcnow,
+)
+
+T = TypeVar("T")
+
+
+class RedisBackend:
+    scheme = "redis"
+    ephemeral = False
+
+    def __init__(self, url: str, label: str) -> None:
+        self.options = rk.parse_options(url, label)
+        self.keys = rk.Keys(self.options.prefix)
+        #: True when the server persists writes (AOF or RDB snapshots), False when it does not,
+        #: None when it would not say (CONFIG disabled) or the store is not open yet.
+        self.persistent: bool | None = None
+        self._client: Any = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:  # redis.Redis (typed loosely upstream; replies are parsed in rk)
+        if self._client is None:
+            try:
+                self._client = make_client(self.options, asyncio=False)
+            except ValueError as exc:  # redis-py's own URL checks
+                raise InvalidURL(f"{self.options.label}: {exc}") from exc
+        return self._client
+
+    def _run(self, fn: Callable[[Any], T], *, retry: bool = True) -> T:
+        """Run ``fn``; driver errors become StoreUnavailable. A dropped connection is retried
+        once for calls that are safe to repeat."""
+        errors = import_redis().exceptions
+        for attempt in (0, 1):
+            try:
+                return fn(self.client)
+            except ChatkeepError:
+                raise
+            except (errors.ConnectionError, errors.TimeoutError) as exc:
+                if retry and attempt == 0 and isinstance(exc, errors.ConnectionError):
+                    continue
+                raise unavailable(self.options.label, exc, retry=retry) from exc
+            except (errors.RedisError, errors.RedisClusterException) as exc:
+                raise unavailable(self.options.label, exc, retry=True) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _eval(self, r: Any, script: Script, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return r.evalsha(script.sha, len(keys), *keys, *args)
+        except import_redis().exceptions.NoScriptError:
+            r.script_load(script.text)
+            return r.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _index(self, r: Any, tenant: str, session_id: str, unindexed: Any) -> None:
+        """Put a session its script reported as unindexed into its tenant's index, then mark
+        it: the index lives in another cluster slot, so this cannot be part of the script. A
+        crash in between leaves the mark unset, and the session's next write indexes it."""
+        if unindexed:
+            r.zadd(self.keys.index(tenant), {session_id: 0})
+            meta = self.keys.session(tenant, session_id)[:1]
+            self._eval(r, SCRIPTS["indexed"], meta, [])
+
+    def _unindex(self, r: Any, tenant: str, session_id: str) -> None:
+        """Drop an index entry, then put it back if the session was re-created meanwhile."""
+        idx, member = self.keys.index(tenant), self.keys.expiry_member(tenant, session_id)
+        r.zrem(idx, session_id)
+        r.zrem(self.keys.expiry, member)
+        meta = self.keys.session(tenant, session_id)[0]
+        if r.exists(meta):
+            r.zadd(idx, {session_id: 0})
+            exp = r.hget(meta, "expms")
+            if exp:
+                r.zadd(self.keys.expiry, {member: int(exp)})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def open(self) -> None:
+        errors = import_redis().exceptions
+
+        def go(r: Any) -> bool | None:
+            r.ping()
+            try:
+                return rk.persistent_by_config(r.config_get("appendonly"), r.config_get("save"))
+            except errors.ResponseError:  # CONFIG disabled (managed services)
+                pass
+            try:
+                return rk.persistent_by_info(r.info("persistence"))
+            except errors.ResponseError:
+                return None
+
+        self.persistent = self._run(go)
+        if self.persistent is False and self.options.durability_warning:
+            warn_durability(self.options.label)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def bind_tokenizer(self, name: str) -> None:
+        def go(r: Any) -> None:
+            if not r.set(self.keys.tokenizer, name, nx=True):
+                held = r.get(self.keys.tokenizer)
+                if held is not None and held.decode() != name:
+                    raise TokenizerMismatch(tokenizer_error(self.options.label, held, name))
+
+        self._run(go)
+
+    # -- primitives --------------------------------------------------------------------------
+    def append(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        idempotency_key: str | None,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        ids = [new_id() for _ in rows]
+        args = rk.append_args(utcnow(), rows, ids, idempotency_key, expect_last_seq)
+
+        def go(r: Any) -> Any:
+            reply = self._eval(r, SCRIPTS["append"], keys, args)
+            if reply[0] == 2:
+                self._index(r, tenant, session_id, reply[2])
+            return reply
+
+        keys = self.keys.session(tenant, session_id)
+        reply = self._run(go, retry=idempotency_key is not None)
+        if reply[0] == 1:
+            raise rk.check_conflict(session_id, expect_last_seq, int(reply[1]))
+        return rk.append_result(session_id, rows, ids, reply)
+
+    def read(
+        self, tenant: str, session_id: str, *, after_seq: int, limit: int | None, newest: bool
+    ) -> list[StoredMessage]:
+        args = [rk.now_ms(utcnow()), after_seq, "" if limit is None else limit, int(newest)]
+        keys = self.keys.session(tenant, session_id)
+        reply = self._run(lambda r: self._eval(r, SCRIPTS["read"], keys, args))
+        return rk.decode_records(session_id, int(reply[0]), reply[1:]) if reply else []
+
+    def window(
+        self, tenant: str, session_id: str, *, budget: int, pin_system: bool, reserve: int
+    ) -> Window:
+        args = [rk.now_ms(utcnow()), budget, reserve, int(pin_system)]
+        keys = self.keys.session(tenant, session_id)
+        reply = self._run(lambda r: self._eval(r, SCRIPTS["window"], keys, args))
+        return rk.window_of(
+            session_id, reply, budget=budget, pin_system=pin_system, reserve=reserve
+        )
+
+    def pop(self, tenant: str, session_id: str) -> StoredMessage | None:
+        now = utcnow()
+        keys = self.keys.session(tenant, session_id)
+        reply = self._run(
+            lambda r: self._eval(r, SCRIPTS["pop"], keys, [rk.now_ms(now), ts(now)]), retry=False
+        )
+        return None if reply is None else rk.decode_record(session_id, int(reply[0]), reply[1])
+
+    def clear(self, tenant: str, session_id: str) -> int:
+        now = utcnow()
+        keys = self.keys.session(tenant, session_id)
+        return int(
+            self._run(
+                lambda r: self._eval(r, SCRIPTS["clear"], keys, [rk.now_ms(now), ts(now)]),
+                retry=False,
+            )
+        )
+
+    def delete(self, tenant: str, session_id: str) -> bool:
+        def go(r: Any) -> bool:
+            keys = self.keys.session(tenant, session_id)
+            existed = self._eval(r, SCRIPTS["delete"], keys, [])
+            self._unindex(r, tenant, session_id)
+            return bool(existed)
+
+        return self._run(go)
+
+    def sessions(
+        self, tenant: str, *, prefix: str | None, limit: int, cursor: str | None
+    ) -> SessionPage:
+        after = decode_cursor(cursor)
+        now = utcnow()
+
+        def go(r: Any) -> SessionPage:
+            found: list[SessionInfo] = []
+            low, high = rk.prefix_range(prefix, after)
+            while len(found) <= limit:
+                want = limit + 1 - len(found)
+                ids = r.zrangebylex(self.keys.index(tenant), low, high, start=0, num=want)
+                if not ids:
+                    break
+                pipe = r.pipeline(transaction=False)
+                for raw in ids:
+                    pipe.hgetall(self.keys.session(tenant, raw.decode())[0])
+                for raw, h in zip(ids, pipe.execute(), strict=True):
+                    meta = rk.as_hash(h)
+                    if rk.is_live(meta, now):
+                        found.append(rk.info_of(tenant, raw.decode(), meta))
+                low = b"(" + ids[-1]
+                if len(ids) < want:
+                    break
+            items = tuple(found[:limit])
+            nxt = encode_cursor(items[-1].session_id) if len(found) > limit else None
+            return SessionPage(items, nxt)
+
+        return self._run(go)
+
+    def _hash(self, tenant: str, session_id: str) -> dict[str, str] | None:
+        key = self.keys.session(tenant, session_id)[0]
+        h = rk.as_hash(self._run(lambda r: r.hgetall(key)))
+        return h if rk.is_live(h, utcnow()) else None
+
+    def info(self, tenant: str, session_id: str) -> SessionInfo | None:
+        h = self._hash(tenant, session_id)
+        return None if h is None else rk.info_of(tenant, session_id, h)
+
+    def update_session(
+        self,
+        tenant: str,
+        session_id: str,
+        *,
+        metadata: JSONObject | None,
+        expires_at: datetime | _Unset | None = UNSET,
+    ) -> SessionInfo:
+        now = utcnow()
+        mode, ms, iso = (
+            ("keep", "", "") if isinstance(expires_at, _Unset) else rk.expiry_args(expires_at)
+        )
+        args = [rk.now_ms(now), ts(now), rk.dump_metadata(metadata), mode, ms, iso]
+        member = self.keys.expiry_member(tenant, session_id)
+
+        def go(r: Any) -> Any:
+            if mode == "set":  # the expiry index first: purge must be able to find it
+                r.zadd(self.keys.expiry, {member: int(ms)})
+            keys = self.keys.session(tenant, session_id)
+            flat, unindexed = self._eval(r, SCRIPTS["update"], keys, args)
+            self._index(r, tenant, session_id, unindexed)
+            if mode == "clear":
+                r.zrem(self.keys.expiry, member)
+            return flat
+
+        return rk.info_of(tenant, session_id, rk.as_hash(self._run(go)))
+
+    def get_summary(self, tenant: str, session_id: str) -> Summary | None:
+        h = self._hash(tenant, session_id)
+        return None if h is None else rk.summary_from(h)
+
+    def put_summary(
+        self, tenant: str, session_id: str, text: str, covers_through_seq: int, tokens: int
+    ) -> Summary:
+        check_summary_args(session_id, covers_through_seq, covers_through_seq)  # covers >= 0
+        now = utcnow()
+        args = [rk.now_ms(now), ts(now), text, covers_through_seq, tokens]
+        keys = self.keys.session(tenant, session_id)
+
+        def go(r: Any) -> Any:
+            reply = self._eval(r, SCRIPTS["summary"], keys, args)
+            if reply[0] == 0:
+                self._index(r, tenant, session_id, reply[1])
+            return reply
+
+        reply = self._run(go)
+        if reply[0] == 1:
+            raise rk.summary_error(session_id, covers_through_seq, int(reply[1]))
+        return summary_of(text, covers_through_seq, tokens, now)
+
+    def purge_expired(self, now: datetime) -> int:
+        def go(r: Any) -> int:
+            members = r.zrangebyscore(self.keys.expiry, "-inf", rk.now_ms(now))
+            purged = 0
+            for member in members:
+                tenant, session_id = self.keys.split_member(member)
+                keys = self.keys.session(tenant, session_id)
+                if self._eval(r, SCRIPTS["purge"], keys, [rk.now_ms(now)]):
+                    purged += 1
+                    self._unindex(r, tenant, session_id)
+            return purged
+
+        return self._run(go)
+
+    def erase(self, tenant: str) -> int:
+        def go(r: Any) -> int:
+            idx = self.keys.index(tenant)
+            erased = 0
+            for raw in r.zrange(idx, 0, -1):
+                keys = self.keys.session(tenant, raw.decode())
+                erased += int(self._eval(r, SCRIPTS["delete"], keys, []))
+            # whatever the index does not name (leases of sessions never written, entries an
+            # interrupted erase left behind): every key under the tenant's tag prefix
+            stray = [k for k in r.scan_iter(match=self.keys.tenant_pattern(tenant), count=1000)]
+            for start in range(0, len(stray), 500):
+                r.delete(*stray[start : start + 500])
+            pattern = self.keys.expiry_pattern(tenant)
+            mine = [m for m, _ in r.zscan_iter(self.keys.expiry, match=pattern)]
+            if mine:
+                r.zrem(self.keys.expiry, *mine)
+            r.delete(idx)
+            return erased
+
+        return self._run(go)
+
+    def acquire_lease(self, tenant: str, session_id: str, owner: str, ttl: float) -> Lease | None:
+        keys = self.keys.lease(tenant, session_id)
+        ttl_ms = max(1, int(ttl * 1000))
+        token = self._run(
+            lambda r: self._eval(r, SCRIPTS["acquire"], keys, [owner, ttl_ms]), retry=False
+        )
+        return lease_of(session_id, owner, token, time.time() + ttl)
+
+    def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
+        keys = self.keys.lease(tenant, session_id)[:1]
+        return bool(
+            self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token]), retry=False)
+        )
