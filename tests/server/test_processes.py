@@ -97,6 +97,12 @@ def test_killed_and_restarted_server_keeps_the_history(tmp_path: Path) -> None:
             f"{base}/v1/sessions/rs", headers={"X-Request-ID": "trace-e2e-1"}, timeout=10
         )
         assert traced.headers["x-request-id"] == "trace-e2e-1"
+        # The access line is written just after the response leaves: wait for it (bounded)
+        # before the kill, or a busy machine races the log write against SIGKILL.
+        deadline = time.monotonic() + 20
+        while not any("trace-e2e-1" in p.read_text() for p in tmp_path.glob("serve-*.log")):
+            assert time.monotonic() < deadline, "the access log line never appeared"
+            time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGKILL)  # no graceful shutdown at all
         proc.wait(30)
     logs = []
