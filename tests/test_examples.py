@@ -66,6 +66,10 @@ CHECKS = {
         "assert handle_request('u1', 'again') == 'seen 4 messages'\n"
     ),
     "docs/tokenizers.md": "assert store.tokenizer.name == 'tiktoken:cl100k_base'\n",
+    "docs/adapters.md": (
+        "assert [m.text for m in store.read('user-7:t1')] == ['hello', 'I have seen 1 messages']\n"
+        "assert [m.role for m in store.read('agent-user-1')] == ['user', 'assistant']\n"
+    ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()
