@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import chatkeep
+from bench.adapters_agents import bench_agents, render_agents
 from chatkeep import Message
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -325,6 +326,7 @@ def main() -> None:
                 f"4 processes, {'one session' if shared else 'own sessions'} ...", file=sys.stderr
             )
             report["processes"].append(bench_processes(tmp, 100 if quick else 300, shared))
+        report["agents"] = bench_agents(tmp, quick)  # bench/adapters_agents.py
     w = report["window"]
     report["window_flatness"] = w[-1]["chatkeep"]["median_ms"] / w[0]["chatkeep"]["median_ms"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -393,6 +395,7 @@ def render(r: dict[str, Any]) -> str:
             f"{row['duplicates']} | {row['gapless']} | "
             f"{verdict(row['ratio'], row['target'], higher_is_better=True)} |"
         )
+    lines += render_agents(r.get("agents", []))
     return "\n".join(lines)
 
 

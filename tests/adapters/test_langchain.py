@@ -294,3 +294,18 @@ def test_a_new_process_continues_the_conversation(url: str) -> None:
     ]
     with chatkeep.open_store(url) as store:
         assert [m.text for m in store.read("proc")][-2:] == ["What is my name?", "third answer"]
+
+
+def test_changing_returned_messages_changes_nothing_stored(sync_store: chatkeep.Store) -> None:
+    history = ChatKeepMessageHistory("m", store=sync_store)
+    sent = AIMessage(
+        "hi",
+        additional_kwargs={"a": [1]},
+        tool_calls=[{"name": "f", "args": {"k": [1]}, "id": "c"}],
+    )
+    history.add_messages([sent])
+    got = history.messages[0]
+    assert isinstance(got, AIMessage)
+    got.additional_kwargs["a"].append(2)
+    got.tool_calls[0]["args"]["k"].append(2)
+    assert history.messages == [sent]

@@ -66,7 +66,7 @@ def overlapping_turns(chain: Any) -> None:
         time.sleep(0.005)
     b = threading.Thread(target=lambda: (runnable.invoke("B", CFG), b_done.set()))
     b.start()
-    b.join(timeout=2)  # with chatkeep B waits for A's lease; let A go on
+    b.join(timeout=0.5)  # with chatkeep B waits for A's lease; let A go on
     b_done.set()
     a.join(timeout=10)
     b.join(timeout=10)

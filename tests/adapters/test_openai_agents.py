@@ -320,3 +320,16 @@ def test_peer_sqlite_session_limit_cuts_a_tool_output_from_its_call(tmp_path: Pa
     assert peer_items[0]["type"] == "function_call_output"  # its function_call is not there
     assert "c2" not in {i.get("call_id") for i in peer_items if i.get("type") == "function_call"}
     assert ours == items[-1:]
+
+
+def test_changing_returned_items_changes_nothing_stored(sync_store: chatkeep.Store) -> None:
+    """The SDK may edit the items it gets; memory:// hands out its own objects, so copies."""
+    session = ChatKeepSession("s", store=sync_store)
+    run(session.add_items(tool_turn(1)))
+    got = run(session.get_items())
+    got[0]["content"] = "changed"
+    got[3]["content"][0]["text"] = "changed"
+    popped = run(session.pop_item())
+    popped["status"] = "changed"
+    assert run(session.get_items()) == tool_turn(1)[:3]
+    assert sync_store.read("s")[0].text == "weather 1?"

@@ -196,7 +196,9 @@ def from_chatkeep(message: Message) -> BaseMessage:
     """
     if message.format == "langchain" and message.payload is not None:
         try:
-            return messages_from_dict([message.payload])[0]
+            # a copy: some backends (memory://, file://) hand out objects they keep, and
+            # LangChain messages share the nested dicts and lists they are built from
+            return messages_from_dict([json.loads(json.dumps(message.payload))])[0]
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidMessage(f"stored LangChain payload cannot be loaded: {exc}") from exc
     content = _lc_content(message.content)

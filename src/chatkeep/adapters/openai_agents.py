@@ -21,7 +21,6 @@ output whose call was cut off (the SDK's ``SQLiteSession`` can, openai-agents-py
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -43,6 +42,7 @@ __all__ = ["ChatKeepSession", "item_from_message", "item_to_message"]
 Item = dict[str, Any]
 _MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+_FRESH_ROWS = frozenset({"sqlite"})  # backends whose reads return objects nothing else holds
 
 
 # -- conversion ------------------------------------------------------------------------------
@@ -116,11 +116,17 @@ def _input_parts(content: str | list[JSONObject], role: str) -> Any:
 
 
 def item_from_message(message: Message) -> list[Item]:
-    """The Agents SDK items for a chatkeep message: its stored item if the SDK wrote it,
-    else a faithful conversion of the normalized fields (an assistant message with tool
-    calls gives its text, if any, then one ``function_call`` item per call)."""
+    """The Agents SDK items for a chatkeep message: a copy of its stored item if the SDK
+    wrote it, else a faithful conversion of the normalized fields (an assistant message with
+    tool calls gives its text, if any, then one ``function_call`` item per call)."""
     if message.format == "openai-agents" and message.payload is not None:
-        return [copy.deepcopy(message.payload)]
+        # a JSON round trip copies a JSON value several times faster than copy.deepcopy
+        copied: Item = json.loads(json.dumps(message.payload))
+        return [copied]
+    return _converted(message)
+
+
+def _converted(message: Message) -> list[Item]:
     role = message.role
     if role == "tool":
         output = message.content if isinstance(message.content, str) else message.text
@@ -197,6 +203,14 @@ class ChatKeepSession:
             return await method(self.session_id, *args, **kw)
         return await asyncio.to_thread(method, self.session_id, *args, **kw)
 
+    def _items(self, row: Message) -> list[Item]:
+        # The SQLite backend decodes rows afresh for each read and keeps none, so their stored
+        # item is handed over as is (reads are the hot path). Other backends may hand out
+        # objects they keep (memory:// and file:// do), so their items are copied.
+        if self.store.scheme in _FRESH_ROWS and row.format == "openai-agents" and row.payload:
+            return [row.payload]
+        return item_from_message(row)
+
     async def get_items(self, limit: int | None = None) -> list[Item]:
         """The history, oldest first: all items, the newest ``limit`` (never starting on an
         orphaned tool output), or the ``token_budget`` window."""
@@ -210,7 +224,7 @@ class ChatKeepSession:
             rows = list(window.messages)
         else:
             rows = await self._call("read", limit=limit, newest=limit is not None)
-        items = [item for row in rows for item in item_from_message(row)]
+        items = [item for row in rows for item in self._items(row)]
         if limit is not None:
             items = items[-limit:]
         return _drop_orphans(items)
@@ -228,7 +242,7 @@ class ChatKeepSession:
         row = await self._call("pop")
         if row is None:
             return None
-        items = item_from_message(row)  # one item, unless another framework wrote the row
+        items = self._items(row)  # one item, unless another framework wrote the row
         return items[-1] if items else None
 
     async def clear_session(self) -> None:
