@@ -333,3 +333,16 @@ def test_changing_returned_items_changes_nothing_stored(sync_store: chatkeep.Sto
     popped["status"] = "changed"
     assert run(session.get_items()) == tool_turn(1)[:3]
     assert sync_store.read("s")[0].text == "weather 1?"
+
+
+def test_runner_run_over_an_async_store(url: str) -> None:
+    async def main() -> tuple[str, list[Any]]:
+        async with await open_async(url) as store:
+            agent = Agent(name="bot", model=scripted_model(), tools=[weather])
+            await Runner.run(agent, "Weather in Paris?", session=ChatKeepSession("u", store=store))
+            r2 = await Runner.run(agent, "Thanks!", session=ChatKeepSession("u", store=store))
+            return str(r2.final_output), [m.role for m in await store.read("u")]
+
+    answer, roles = run(main())
+    assert answer == "5 items; you said ['Weather in Paris?', 'Thanks!']"
+    assert roles == ["user", "assistant", "tool", "assistant", "user", "assistant"]
