@@ -21,6 +21,7 @@ its length, which drops the user message of a turn that overlapped another).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 from chatkeep.errors import InvalidInput, InvalidMessage, MissingDependency
 from chatkeep.store import AsyncStore, Store
 from chatkeep.types import JSONObject, Message, Role, StoredMessage, Window
+from chatkeep.validation import check_session_id
 
 try:
     from langchain_core.chat_history import BaseChatMessageHistory
@@ -138,9 +140,13 @@ def to_chatkeep(message: BaseMessage) -> Message:
         )
     if isinstance(message, FunctionMessage):  # the legacy OpenAI "function" role
         return Message(
-            "tool", content, name=name, tool_call_id=message.name, format="langchain",
+            "tool",
+            content,
+            name=name,
+            tool_call_id=message.name,
+            format="langchain",
             payload=payload,
-        )  # fmt: skip
+        )
     role: Role
     if isinstance(message, HumanMessage):
         role = "user"
@@ -270,12 +276,9 @@ class ChatKeepMessageHistory(BaseChatMessageHistory):
             raise InvalidInput(f"store must be a chatkeep Store or AsyncStore, not {store!r}")
         if token_limit is not None and (not isinstance(token_limit, int) or token_limit < 1):
             raise InvalidInput(f"token_limit must be a positive int or None, got {token_limit!r}")
-        self.session_id = session_id
+        self.session_id = check_session_id(session_id)
         self.store = store
         self.token_limit = token_limit
-        from chatkeep.validation import check_session_id
-
-        check_session_id(session_id)
 
     def _sync(self) -> Store:
         if isinstance(self.store, AsyncStore):
@@ -353,8 +356,6 @@ def history_factory(
     def multi(**values: Any) -> ChatKeepMessageHistory:
         sid = separator.join(str(values[k]) for k in keys)
         return ChatKeepMessageHistory(sid, store=store, token_limit=token_limit)
-
-    import inspect
 
     multi.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
         [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, annotation=str) for k in keys]
