@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import chatkeep
+from bench.adapters_agents import bench_agents, render_agents
 from chatkeep import Message
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -326,6 +327,7 @@ def main() -> None:
                 f"4 processes, {'one session' if shared else 'own sessions'} ...", file=sys.stderr
             )
             report["processes"].append(bench_processes(tmp, 100 if quick else 300, shared))
+        report["agents"] = bench_agents(tmp, quick)  # bench/adapters_agents.py
     from bench import redis_bench  # redis:// vs raw redis-py (skipped without a server)
 
     report["redis"] = redis_bench.run(quick)
@@ -405,6 +407,7 @@ def render(r: dict[str, Any]) -> str:
             f"{row['duplicates']} | {row['gapless']} | "
             f"{verdict(row['ratio'], row['target'], higher_is_better=True)} |"
         )
+    lines += render_agents(r.get("agents", []))
     return "\n".join(lines)
 
 

@@ -84,6 +84,8 @@ CHECKS = {
         "from chatkeep.adapters.llamaindex_db import DurableMemory\n"
         "assert DurableMemory.from_defaults(session_id='ada', store=store).get_all()[-1]"
         ".content == 'hello'\n"
+        "assert [m.text for m in store.read('user-7:t1')] == ['hello', 'I have seen 1 messages']\n"
+        "assert [m.role for m in store.read('agent-user-1')] == ['user', 'assistant']\n"
     ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
