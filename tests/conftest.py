@@ -14,7 +14,7 @@ import pytest
 import chatkeep
 from chatkeep import AsyncStore, Store
 
-BACKENDS = ("memory", "sqlite", "file")
+BACKENDS = ("memory", "sqlite", "file", "postgres")
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -73,8 +73,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def url(backend: str, tmp_path: Path) -> str:
-    return backend_url(backend, tmp_path)
+def url(backend: str, tmp_path: Path) -> Iterator[str]:
+    if backend == "postgres":  # a fresh schema per test, dropped afterwards
+        from pg_support import fresh_postgres_url
+
+        with fresh_postgres_url() as pg_url:
+            yield pg_url
+        return
+    yield backend_url(backend, tmp_path)
 
 
 @pytest.fixture(params=["sync", "async"])

@@ -5,6 +5,10 @@
                             (``?synchronous=full|normal``, ``?timeout=30``)
 ``file:///abs/dir``         JSON Lines per session (``file:rel/dir`` for a relative folder)
 ``memory://``               in-process only, for tests
+``postgresql://host/db``    shared PostgreSQL for many app servers (``postgres://`` too;
+                            ``?schema=``, ``min_size``, ``max_size``, ``pool_timeout``,
+                            ``connect_timeout``, ``statement_timeout``,
+                            ``prepare_threshold``; other options go to libpq)
 ==========================  ==============================================================
 
 The default URL is ``$CHATKEEP_URL``, else ``sqlite:///chatkeep.db`` in the working directory.
@@ -25,7 +29,7 @@ if TYPE_CHECKING:  # chatkeep.store imports this package; import it lazily at ru
     from chatkeep.validation import Limits
 
 DEFAULT_URL = "sqlite:///chatkeep.db"
-SCHEMES = ("sqlite", "file", "memory")
+SCHEMES = ("sqlite", "file", "memory", "postgresql")
 
 
 def default_url() -> str:
@@ -100,6 +104,17 @@ def make_backend(url: str) -> Backend:
 
         _options(parts.query, set(), url)
         return MemoryBackend()
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from chatkeep.stores.postgres import PostgresBackend
+        except ImportError as exc:
+            from chatkeep.errors import MissingDependency
+
+            raise MissingDependency(
+                f"{scheme}:// needs psycopg 3 and psycopg_pool ({exc.name} is missing): "
+                "pip install 'chatkeep[postgres]'"
+            ) from exc
+        return PostgresBackend(url, redact(url))
     raise InvalidURL(
         f"unknown store scheme {scheme!r} in {redact(url)}; this version supports "
         f"{', '.join(s + '://' for s in SCHEMES)}"
@@ -110,7 +125,12 @@ def make_async_backend(url: str) -> AsyncBackend:
     """The (unopened) async backend for ``url``."""
     from chatkeep.stores.threaded import ThreadedAsyncBackend
 
-    return ThreadedAsyncBackend(make_backend(url))
+    backend = make_backend(url)  # validates the URL for every scheme
+    if backend.scheme == "postgresql":
+        from chatkeep.stores.postgres_async import AsyncPostgresBackend
+
+        return AsyncPostgresBackend(url, redact(url))
+    return ThreadedAsyncBackend(backend)
 
 
 def open_store(
