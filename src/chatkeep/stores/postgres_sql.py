@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from chatkeep.errors import CorruptRecord, InvalidURL, StoreUnavailable, TokenizerMismatch
 from chatkeep.policies.window import PINNED_ROLES, select_window
@@ -86,7 +88,7 @@ OPTIONS = {
 class PgOptions:
     """What a ``postgresql://`` URL asks for. Other query parameters go to libpq unchanged."""
 
-    conninfo: str
+    conninfo: str = field(repr=False)  # may hold a password
     schema: str = "public"
     min_size: int = 1
     max_size: int = 10
@@ -138,6 +140,10 @@ def parse_url(url: str, redacted: str) -> PgOptions:
     if max_size < min_size:
         raise InvalidURL(f"{redacted}: max_size ({max_size}) is below min_size ({min_size})")
     conninfo = parts._replace(scheme="postgresql", query=urlencode(rest)).geturl()
+    try:
+        conninfo_to_dict(conninfo)  # libpq's own parser: unknown options fail here, not later
+    except psycopg.ProgrammingError as exc:
+        raise InvalidURL(f"{redacted}: {str(exc).strip()}") from None
     return PgOptions(
         conninfo=conninfo,
         schema=schema,
