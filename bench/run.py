@@ -325,6 +325,10 @@ def main() -> None:
                 f"4 processes, {'one session' if shared else 'own sessions'} ...", file=sys.stderr
             )
             report["processes"].append(bench_processes(tmp, 100 if quick else 300, shared))
+    from bench import pg as pg_bench  # PostgreSQL vs raw psycopg (skipped if no server)
+
+    print("postgresql ...", file=sys.stderr)
+    report["postgres"] = pg_bench.run(quick)
     w = report["window"]
     report["window_flatness"] = w[-1]["chatkeep"]["median_ms"] / w[0]["chatkeep"]["median_ms"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -393,6 +397,9 @@ def render(r: dict[str, Any]) -> str:
             f"{row['duplicates']} | {row['gapless']} | "
             f"{verdict(row['ratio'], row['target'], higher_is_better=True)} |"
         )
+    from bench import pg as pg_bench
+
+    lines += pg_bench.render(r.get("postgres"))
     return "\n".join(lines)
 
 

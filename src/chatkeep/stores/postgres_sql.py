@@ -301,22 +301,30 @@ FROM {_UNNEST}
 # the tail. The tail starts at the first message whose running total reaches the budget cut
 # (one index lookup), or earlier at the latest user message after the summary.
 _WINDOW = f"""
-WITH s AS (
+WITH s AS MATERIALIZED (
     SELECT pk, message_count, last_seq, total_tokens, summary_seq, summary, summary_tokens,
            summary_at, last_user_seq
     FROM {{s}}.ck_sessions {_BY_ID} AND {_LIVE}
-), p AS (
+), p AS MATERIALIZED (
     SELECT m.seq, m.role, m.tokens, m.id, m.created_at, m.body
     FROM s JOIN {{s}}.ck_messages m ON m.session_pk = s.pk
-    WHERE %(pin)s AND m.role IN ('developer', 'system') AND m.seq <= s.last_seq
-), b AS (
+    WHERE %(pin)s::boolean AND m.role IN ('developer', 'system') AND m.seq <= s.last_seq
+), b AS MATERIALIZED (
     SELECT s.pk, s.last_seq, s.summary_seq,
            CASE WHEN s.last_user_seq > s.summary_seq THEN s.last_user_seq
                 ELSE s.last_seq + 1 END AS user_seq,
-           s.total_tokens - pt.t - greatest(
-               %(budget)s - %(reserve)s - pt.t
-               - CASE WHEN s.summary IS NULL THEN 0 ELSE s.summary_tokens END, 0) AS bound
-    FROM s, (SELECT coalesce(sum(tokens), 0) AS t FROM p) pt
+           (s.total_tokens - pt.t - greatest(
+               %(budget)s::bigint - %(reserve)s::bigint - pt.t
+               - CASE WHEN s.summary IS NULL THEN 0 ELSE s.summary_tokens END, 0))::bigint
+               AS bound
+    FROM s, (SELECT coalesce(sum(tokens), 0)::bigint AS t FROM p) pt
+), c AS MATERIALIZED (
+    SELECT b.pk, b.last_seq, greatest(b.summary_seq + 1, least(
+        coalesce((SELECT x.seq FROM {{s}}.ck_messages x
+                  WHERE x.session_pk = b.pk AND x.prefix_tokens >= b.bound
+                  ORDER BY x.prefix_tokens LIMIT 1), b.last_seq + 1),
+        b.user_seq)) AS start
+    FROM b
 )
 SELECT 0 AS part, s.last_seq AS seq, NULL AS role, s.message_count AS tokens, NULL AS id,
        s.summary_at AS created_at, s.summary AS body, s.summary_seq, s.summary_tokens
@@ -325,12 +333,8 @@ UNION ALL
 SELECT 1, p.seq, p.role, p.tokens, p.id, p.created_at, p.body, NULL, NULL FROM p
 UNION ALL
 SELECT 2, m.seq, m.role, m.tokens, m.id, m.created_at, m.body, NULL, NULL
-FROM b JOIN {{s}}.ck_messages m ON m.session_pk = b.pk
-WHERE m.seq <= b.last_seq AND m.seq >= greatest(b.summary_seq + 1, least(
-    coalesce((SELECT x.seq FROM {{s}}.ck_messages x
-              WHERE x.session_pk = b.pk AND x.prefix_tokens >= b.bound
-              ORDER BY x.prefix_tokens LIMIT 1), b.last_seq + 1),
-    b.user_seq))
+FROM c JOIN {{s}}.ck_messages m
+    ON m.session_pk = c.pk AND m.seq >= c.start AND m.seq <= c.last_seq
 ORDER BY part, seq
 """
 
