@@ -66,6 +66,14 @@ CHECKS = {
         "assert handle_request('u1', 'again') == 'seen 4 messages'\n"
     ),
     "docs/tokenizers.md": "assert store.tokenizer.name == 'tiktoken:cl100k_base'\n",
+    "docs/deployment.md": (
+        "from fastapi.testclient import TestClient\n"
+        "with TestClient(app) as client:\n"
+        "    assert client.post('/chat/u1', json={'text': 'hi'}).json() == "
+        "{'reply': 'seen 1 messages'}\n"
+        "    assert client.post('/chat/u1', json={'text': 'again'}).json() == "
+        "{'reply': 'seen 3 messages'}\n"
+    ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()

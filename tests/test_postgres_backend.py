@@ -16,6 +16,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -306,3 +307,26 @@ def test_missing_driver_names_the_extra() -> None:
         [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
     )
     assert "pip install 'chatkeep[postgres]'" in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("plan_mode", ["force_custom_plan", "force_generic_plan"])
+def test_window_cut_is_an_index_lookup(pg_url: str, plan_mode: str) -> None:
+    """The window reads a range found through the running totals' index (the benchmark
+    measures the speed; this pins the plan shape, which no timing noise can hide)."""
+    from chatkeep.stores import postgres_sql as ops
+
+    with chatkeep.open_store(pg_url) as store:
+        for _ in range(3):
+            store.append("s", [Message.user("word " * 30) for _ in range(500)])
+        backend: Any = store._backend
+        query = backend.sql.window
+        args = ops._args("default", "s", pin=True, budget=3000, reserve=0)
+        base = pg_url.split("?", 1)[0]
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"SET plan_cache_mode = {plan_mode}")
+            conn.execute("SET enable_seqscan = off")  # tiny tables: judge the shape only
+            plan = "\n".join(
+                r[0] for r in conn.execute(b"EXPLAIN " + query.as_bytes(conn), args, prepare=True)
+            )
+    assert "Index Cond: ((session_pk = b.pk) AND (prefix_tokens >= b.bound))" in plan, plan
+    assert "Filter: ((prefix_tokens" not in plan, plan

@@ -71,7 +71,7 @@ class PostgresBackend:
     # -- running operations ----------------------------------------------------------------
     @staticmethod
     def _drive(conn: psycopg.Connection[Any], op: ops.Op) -> Any:
-        cur = conn.cursor()
+        cur = conn.cursor(binary=True)
         try:
             q = next(op)
             while True:

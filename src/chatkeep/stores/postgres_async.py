@@ -51,7 +51,7 @@ class AsyncPostgresBackend:
     # -- running operations ----------------------------------------------------------------
     @staticmethod
     async def _drive(conn: psycopg.AsyncConnection[Any], op: ops.Op) -> Any:
-        cur = conn.cursor()
+        cur = conn.cursor(binary=True)
         try:
             q = next(op)
             while True:

@@ -103,8 +103,9 @@ class PgOptions:
             "connect_timeout": max(1, round(self.connect_timeout)),
             "prepare_threshold": self.prepare_threshold or None,
         }
-        if self.statement_timeout:
-            kw["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        if self.statement_timeout:  # startup options; ?statement_timeout=0 sends none
+            ms = int(self.statement_timeout * 1000)
+            kw["options"] = f"-c statement_timeout={ms} -c TimeZone=UTC"
         return kw
 
 
@@ -341,7 +342,8 @@ ORDER BY part, seq
 
 # -- row mapping --------------------------------------------------------------------------------
 def utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    # psycopg already returns timezone.utc when the session's TimeZone is UTC (we ask for it)
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 
 def decode(session_id: str, row: Sequence[Any]) -> StoredMessage:
