@@ -16,8 +16,8 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
