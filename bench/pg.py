@@ -132,7 +132,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         why += "CHATKEEP_BENCH_POSTGRES_URL to benchmark it"
         return {"skipped": why}
     schema = f"ck_bench_{uuid.uuid4().hex[:10]}"
-    rounds, k = (4, 25) if quick else (10, 60)
+    rounds, k = (40, 3) if quick else (200, 3)  # fine-grained ABBA: noise hits both sides
     try:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         server = admin.execute("SHOW server_version").fetchone()

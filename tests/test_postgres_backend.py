@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import multiprocessing
+import os
 import socket
 import subprocess
 import sys
@@ -330,3 +332,28 @@ def test_window_cut_is_an_index_lookup(pg_url: str, plan_mode: str) -> None:
             )
     assert "Index Cond: ((session_pk = b.pk) AND (prefix_tokens >= b.bound))" in plan, plan
     assert "Filter: ((prefix_tokens" not in plan, plan
+
+
+def _child_appends(store: Any, text: str) -> None:
+    store.append("s", Message.user(text))
+    store.close()  # closes only the child's own pool
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_store_opened_before_fork_is_safe_in_children(pg_url: str) -> None:
+    ctx = multiprocessing.get_context("fork")
+    with chatkeep.open_store(f"{pg_url}&min_size=2") as store:
+        store.append("s", Message.user("parent before"))
+        children = [
+            ctx.Process(target=_child_appends, args=(store, f"child {n}")) for n in range(2)
+        ]
+        for c in children:
+            c.start()
+        for c in children:
+            c.join(60)
+            assert c.exitcode == 0
+        # the parent's pooled connections were not disturbed by the children
+        store.append("s", Message.user("parent after"))
+        texts = [m.text for m in store.read("s")]
+    assert texts[0] == "parent before" and texts[-1] == "parent after"
+    assert sorted(texts[1:3]) == ["child 0", "child 1"]

@@ -16,6 +16,7 @@ Many app servers on many machines share one PostgreSQL. Every operation lives, s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -67,6 +68,10 @@ class PostgresBackend:
         self.options = ops.parse_url(url, redacted)
         self.sql = ops.Sql(self.options.schema)
         self._pool: ConnectionPool[Any] | None = None
+        self._pid = os.getpid()
+        # Pools inherited across fork(): kept referenced and never closed, since closing them
+        # would end the parent's sessions on the sockets both processes share.
+        self._inherited: list[ConnectionPool[Any]] = []
 
     # -- running operations ----------------------------------------------------------------
     @staticmethod
@@ -91,6 +96,9 @@ class PostgresBackend:
             cur.close()
 
     def _run(self, make: Callable[[], ops.Op], *, tx: bool) -> Any:
+        if self._pid != os.getpid() and self._pool is not None:
+            self._inherited.append(self._pool)  # forked: never touch the parent's connections
+            self._pool = self._new_pool()
         pool = self._pool
         if pool is None:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is not open")
@@ -118,7 +126,16 @@ class PostgresBackend:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
+        self._pool = self._new_pool()
+        try:
+            self._run(lambda: ops.migrate(self.sql), tx=True)
+        except BaseException:
+            self.close()
+            raise
+
+    def _new_pool(self) -> ConnectionPool[Any]:
         o = self.options
+        self._pid = os.getpid()
         pool: ConnectionPool[Any] = ConnectionPool(
             o.conninfo,
             min_size=o.min_size,
@@ -136,16 +153,13 @@ class PostgresBackend:
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
                 "(connect_timeout); is the server running and reachable?"
             ) from exc
-        self._pool = pool
-        try:
-            self._run(lambda: ops.migrate(self.sql), tx=True)
-        except BaseException:
-            self.close()
-            raise
+        return pool
 
     def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
+        if pool is not None and self._pid != os.getpid():
+            self._inherited.append(pool)  # the parent's: leave its sessions alone
+        elif pool is not None:
             pool.close()
 
     def bind_tokenizer(self, name: str) -> None:
