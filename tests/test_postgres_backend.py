@@ -110,7 +110,7 @@ def test_processes_racing_to_migrate_apply_each_migration_once() -> None:
         for p in procs:
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
-        from chatkeep.stores.postgres_sql import SCHEMA_VERSION
+        from chatkeep.stores.postgres_schema import SCHEMA_VERSION
 
         versions = sql_rows(url, "SELECT version FROM ck_migrations ORDER BY version")
         assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
@@ -315,7 +315,7 @@ def test_missing_driver_names_the_extra() -> None:
 def test_window_cut_is_an_index_lookup(pg_url: str, plan_mode: str) -> None:
     """The window reads a range found through the running totals' index (the benchmark
     measures the speed; this pins the plan shape, which no timing noise can hide)."""
-    from chatkeep.stores import postgres_sql as ops
+    from chatkeep.stores import postgres_ops as ops
 
     with chatkeep.open_store(pg_url) as store:
         for _ in range(3):

@@ -1,7 +1,7 @@
 """``postgresql://`` (or ``postgres://``): the scale-out backend (psycopg 3 + psycopg_pool).
 
 Many app servers on many machines share one PostgreSQL. Every operation lives, sans IO, in
-:mod:`chatkeep.stores.postgres_sql`; this module runs it on a pooled connection, and
+:mod:`chatkeep.stores.postgres_ops`; this module runs it on a pooled connection, and
 :mod:`chatkeep.stores.postgres_async` is its async twin.
 
 * One row per message; a session row whose lock orders appends to one session while other
@@ -26,8 +26,9 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from chatkeep.errors import StoreUnavailable
-from chatkeep.stores import postgres_sql as ops
+from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
     JSONObject,
@@ -65,8 +66,8 @@ class PostgresBackend:
 
     def __init__(self, url: str, redacted: str) -> None:
         self.url = redacted
-        self.options = ops.parse_url(url, redacted)
-        self.sql = ops.Sql(self.options.schema)
+        self.options = parse_url(url, redacted)
+        self.sql = Sql(self.options.schema)
         self._pool: ConnectionPool[Any] | None = None
         self._pid = os.getpid()
         # Pools inherited across fork(): kept referenced and never closed, since closing them

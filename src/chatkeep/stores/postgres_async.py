@@ -1,6 +1,6 @@
 """The native async twin of :mod:`chatkeep.stores.postgres` (``psycopg.AsyncConnection``).
 
-The same sans-IO operations from :mod:`chatkeep.stores.postgres_sql`, run on an
+The same sans-IO operations from :mod:`chatkeep.stores.postgres_ops`, run on an
 ``AsyncConnectionPool``: no threads, the event loop is never blocked.
 
 * One row per message; a session row whose lock orders appends to one session while other
@@ -23,9 +23,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from chatkeep.errors import StoreUnavailable
-from chatkeep.stores import postgres_sql as ops
+from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.postgres import is_idempotency_race, unavailable
+from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
     JSONObject,
@@ -44,8 +45,8 @@ class AsyncPostgresBackend:
 
     def __init__(self, url: str, redacted: str) -> None:
         self.url = redacted
-        self.options = ops.parse_url(url, redacted)
-        self.sql = ops.Sql(self.options.schema)
+        self.options = parse_url(url, redacted)
+        self.sql = Sql(self.options.schema)
         self._pool: AsyncConnectionPool[Any] | None = None
 
     # -- running operations ----------------------------------------------------------------
