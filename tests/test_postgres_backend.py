@@ -357,3 +357,27 @@ def test_a_store_opened_before_fork_is_safe_in_children(pg_url: str) -> None:
         texts = [m.text for m in store.read("s")]
     assert texts[0] == "parent before" and texts[-1] == "parent after"
     assert sorted(texts[1:3]) == ["child 0", "child 1"]
+
+
+def test_async_twin_has_not_drifted_from_the_sync_one() -> None:
+    """Every primitive is the same code in both twins once ``async``/``await`` and the Async
+    class names are taken away (the logic itself lives once, in postgres_ops)."""
+    import ast
+
+    from chatkeep.stores import postgres, postgres_async
+    from chatkeep.stores.base import PRIMITIVES
+
+    def bodies(module: Any) -> dict[str, str]:
+        tree = ast.parse(inspect.getsource(module))
+        out = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                text = ast.unparse(node).replace("async ", "").replace("await ", "")
+                out[node.name] = text.replace("AsyncConnectionPool", "ConnectionPool").replace(
+                    "AsyncConnection", "Connection"
+                )
+        return out
+
+    sync, asyn = bodies(postgres), bodies(postgres_async)
+    for name in (*PRIMITIVES, "bind_tokenizer", "_drive", "_recheck"):
+        assert sync[name] == asyn[name], name
