@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import multiprocessing
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -327,11 +328,9 @@ def test_window_cut_is_an_index_lookup(pg_url: str, plan_mode: str) -> None:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f"SET plan_cache_mode = {plan_mode}")
             conn.execute("SET enable_seqscan = off")  # tiny tables: judge the shape only
-            plan = "\n".join(
-                r[0] for r in conn.execute(b"EXPLAIN " + query.as_bytes(conn), args, prepare=True)
-            )
-    assert "Index Cond: ((session_pk = b.pk) AND (prefix_tokens >= b.bound))" in plan, plan
-    assert "Filter: ((prefix_tokens" not in plan, plan
+            plan = "\n".join(r[0] for r in conn.execute(b"EXPLAIN " + query, args, prepare=True))
+    assert re.search(r"Index Cond: \(\(session_pk = \w+\.pk\) AND \(prefix_tokens >= ", plan), plan
+    assert "(prefix_tokens)::numeric" not in plan and "Filter: ((prefix_tokens" not in plan, plan
 
 
 def _child_appends(store: Any, text: str) -> None:

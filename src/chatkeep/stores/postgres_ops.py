@@ -58,7 +58,7 @@ Fetch = Literal["all", "one", "rowcount", "none"]
 class Q:
     """One statement for a runner to execute."""
 
-    query: sql.Composed | sql.SQL
+    query: bytes | sql.Composed
     params: Sequence[Any] | dict[str, Any] | None = None
     fetch: Fetch = "all"
 

@@ -178,8 +178,15 @@ class Sql:
         self.schema = schema
         ident = sql.Identifier(schema)
 
-        def q(text: str) -> sql.Composed:
-            return sql.SQL(text).format(s=ident)
+        cache: dict[str, bytes] = {}
+
+        def q(text: str) -> bytes:
+            # Rendered once: the schema is validated and quoted by Identifier, and the driver
+            # then sends bytes instead of re-rendering a Composed on every call.
+            got = cache.get(text)
+            if got is None:
+                got = cache[text] = sql.SQL(text).format(s=ident).as_bytes(None)
+            return got
 
         self.q = q
         self.migrations = [
@@ -248,15 +255,15 @@ FROM {_UNNEST}
 # the tail. The tail starts at the first message whose running total reaches the budget cut
 # (one index lookup), or earlier at the latest user message after the summary.
 _WINDOW = f"""
-WITH s AS MATERIALIZED (
+WITH s AS (
     SELECT pk, message_count, last_seq, total_tokens, summary_seq, summary, summary_tokens,
            summary_at, last_user_seq
     FROM {{s}}.ck_sessions {BY_ID} AND {LIVE}
-), p AS MATERIALIZED (
+), p AS (
     SELECT m.seq, m.role, m.tokens, m.id, m.created_at, m.body
     FROM s JOIN {{s}}.ck_messages m ON m.session_pk = s.pk
     WHERE %(pin)s::boolean AND m.role IN ('developer', 'system') AND m.seq <= s.last_seq
-), b AS MATERIALIZED (
+), b AS (
     SELECT s.pk, s.last_seq, s.summary_seq,
            CASE WHEN s.last_user_seq > s.summary_seq THEN s.last_user_seq
                 ELSE s.last_seq + 1 END AS user_seq,
