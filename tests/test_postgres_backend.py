@@ -380,3 +380,38 @@ def test_async_twin_has_not_drifted_from_the_sync_one() -> None:
     sync, asyn = bodies(postgres), bodies(postgres_async)
     for name in (*PRIMITIVES, "bind_tokenizer", "_drive", "_recheck"):
         assert sync[name] == asyn[name], name
+
+
+def test_an_exhausted_pool_fails_within_pool_timeout(pg_url: str) -> None:
+    with chatkeep.open_store(f"{pg_url}&max_size=1&pool_timeout=0.5") as store:
+        store.append("s", Message.user("one"))
+        backend: Any = store._backend
+        with backend._pool.connection():  # someone holds the only connection
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="pool_timeout"):
+                store.read("s")
+            assert time.monotonic() - started < 10
+        assert [m.text for m in store.read("s")] == ["one"]  # and it is fine afterwards
+
+
+def test_async_blocked_append_times_out_and_writes_nothing(pg_url: str) -> None:
+    url = f"{pg_url}&statement_timeout=1"
+
+    async def main() -> list[str]:
+        store = await chatkeep.open_async_store(url)
+        try:
+            await store.append("s", Message.user("one"))
+            with psycopg.connect(url.split("?", 1)[0]) as locker:
+                locker.execute(
+                    f'SELECT 1 FROM "{schema_of(pg_url)}".ck_sessions WHERE session_id = %s '
+                    "FOR UPDATE",
+                    ("s",),
+                )
+                with pytest.raises(StoreUnavailable, match="statement_timeout"):
+                    await store.append("s", [Message.assistant("two"), Message.user("three")])
+                locker.rollback()
+            return [m.text for m in await store.read("s")]
+        finally:
+            await store.close()
+
+    assert asyncio.run(main()) == ["one"]
