@@ -331,6 +331,11 @@ def main() -> None:
     from bench import redis_bench  # redis:// vs raw redis-py (skipped without a server)
 
     report["redis"] = redis_bench.run(quick)
+
+    from bench import pg as pg_bench  # PostgreSQL vs raw psycopg (skipped if no server)
+
+    print("postgresql ...", file=sys.stderr)
+    report["postgres"] = pg_bench.run(quick)
     w = report["window"]
     report["window_flatness"] = w[-1]["chatkeep"]["median_ms"] / w[0]["chatkeep"]["median_ms"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -408,6 +413,9 @@ def render(r: dict[str, Any]) -> str:
             f"{verdict(row['ratio'], row['target'], higher_is_better=True)} |"
         )
     lines += render_agents(r.get("agents", []))
+    from bench import pg as pg_bench
+
+    lines += pg_bench.render(r.get("postgres"))
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import chatkeep
 from chatkeep import AsyncStore, Store
 from redis_support import redis_cluster_url  # noqa: F401  (a session fixture)
 
-BACKENDS = ("memory", "sqlite", "file", "redis", "redis-cluster")
+BACKENDS = ("memory", "sqlite", "file", "postgres", "redis", "redis-cluster")
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -86,6 +86,12 @@ def url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterato
 
         with fresh_cluster_prefix(request.getfixturevalue("redis_cluster_url")) as cluster_url:
             yield cluster_url
+        return
+    if backend == "postgres":  # a fresh schema per test, dropped afterwards
+        from pg_support import fresh_postgres_url
+
+        with fresh_postgres_url() as pg_url:
+            yield pg_url
         return
     yield backend_url(backend, tmp_path)
 

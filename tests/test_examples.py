@@ -87,6 +87,14 @@ CHECKS = {
         "assert [m.text for m in store.read('user-7:t1')] == ['hello', 'I have seen 1 messages']\n"
         "assert [m.role for m in store.read('agent-user-1')] == ['user', 'assistant']\n"
     ),
+    "docs/deployment.md": (
+        "from fastapi.testclient import TestClient\n"
+        "with TestClient(app) as client:\n"
+        "    assert client.post('/chat/u1', json={'text': 'hi'}).json() == "
+        "{'reply': 'seen 1 messages'}\n"
+        "    assert client.post('/chat/u1', json={'text': 'again'}).json() == "
+        "{'reply': 'seen 3 messages'}\n"
+    ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()

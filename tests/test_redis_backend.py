@@ -531,7 +531,7 @@ def test_persistent_is_known_for_every_store(tmp_path: Path) -> None:
 def test_the_examples_run_on_redis(
     url: str, tmp_path: Path, example: str, expected: list[str]
 ) -> None:
-    """docs/deployment-redis.md: every example, pointed at Redis by $CHATKEEP_URL."""
+    """docs/deployment.md (Redis): every example, pointed at Redis by $CHATKEEP_URL."""
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, str(root / "examples" / example)],

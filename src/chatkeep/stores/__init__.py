@@ -5,6 +5,10 @@
                             (``?synchronous=full|normal``, ``?timeout=30``)
 ``file:///abs/dir``         JSON Lines per session (``file:rel/dir`` for a relative folder)
 ``memory://``               in-process only, for tests
+``postgresql://host/db``    shared PostgreSQL for many app servers (``postgres://`` too;
+                            ``?schema=``, ``min_size``, ``max_size``, ``pool_timeout``,
+                            ``connect_timeout``, ``statement_timeout``,
+                            ``prepare_threshold``; other options go to libpq)
 ``redis://host:6379/0``     Redis (also ``rediss://``, ``unix:///path.sock``); needs the
                             ``redis`` extra (``?prefix=chatkeep``, ``?timeout=5``,
                             ``?connect_timeout=5``, ``?durability_warning=on|off``,
@@ -29,7 +33,7 @@ if TYPE_CHECKING:  # chatkeep.store imports this package; import it lazily at ru
     from chatkeep.validation import Limits
 
 DEFAULT_URL = "sqlite:///chatkeep.db"
-SCHEMES = ("sqlite", "file", "memory", "redis")
+SCHEMES = ("sqlite", "file", "memory", "postgresql", "redis")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -109,6 +113,17 @@ def make_backend(url: str) -> Backend:
         from chatkeep.stores.redis import RedisBackend
 
         return RedisBackend(url, redact(url))
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from chatkeep.stores.postgres import PostgresBackend
+        except ImportError as exc:
+            from chatkeep.errors import MissingDependency
+
+            raise MissingDependency(
+                f"{scheme}:// needs psycopg 3 and psycopg_pool ({exc.name} is missing): "
+                "pip install 'chatkeep[postgres]'"
+            ) from exc
+        return PostgresBackend(url, redact(url))
     raise InvalidURL(
         f"unknown store scheme {scheme!r} in {redact(url)}; this version supports "
         f"{', '.join(s + '://' for s in SCHEMES)}"
@@ -123,7 +138,12 @@ def make_async_backend(url: str) -> AsyncBackend:
         return AsyncRedisBackend(url, redact(url))
     from chatkeep.stores.threaded import ThreadedAsyncBackend
 
-    return ThreadedAsyncBackend(make_backend(url))
+    backend = make_backend(url)  # validates the URL for every scheme
+    if backend.scheme == "postgresql":
+        from chatkeep.stores.postgres_async import AsyncPostgresBackend
+
+        return AsyncPostgresBackend(url, redact(url))
+    return ThreadedAsyncBackend(backend)
 
 
 def open_store(
