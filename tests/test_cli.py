@@ -170,6 +170,9 @@ def _commands(group: Any, prefix: str) -> list[tuple[str, Any]]:
     return out
 
 
+STORELESS = {"chatkeep doctor"}  # reads code, not a store
+
+
 def test_every_command_has_help_and_is_documented() -> None:
     root = typer.main.get_command(app)
     docs = (ROOT / "docs" / "cli.md").read_text()
@@ -179,4 +182,5 @@ def test_every_command_has_help_and_is_documented() -> None:
         assert cmd.help and len(cmd.help) > 20, path
         assert f"`{path}" in docs, f"{path} is not in docs/cli.md"
         result = cli(*path.split()[1:], "--help")
-        assert result.exit_code == 0 and "--store" in result.stdout, path
+        assert result.exit_code == 0, path
+        assert "--store" in result.stdout or path in STORELESS, path

@@ -1,0 +1,31 @@
+"""The doctor over real code: chatkeep's own examples and source are clean, and the installed
+llama_index and langchain_core trees are read to the end without a crash."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from chatkeep.doctor import check_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_chatkeep_examples_and_source_are_clean() -> None:
+    result = check_paths([ROOT / "examples", ROOT / "src"])
+    assert result.files >= 20
+    assert result.diagnostics == []
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.submodule_search_locations, name
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def test_large_real_codebases_complete() -> None:
+    roots = [_package_dir("llama_index"), _package_dir("langchain_core")]
+    result = check_paths(roots)
+    assert result.files > 500  # every .py file was parsed
+    unparseable = [d for d in result.diagnostics if d.code == "CK001"]
+    assert unparseable == []  # the installed packages are valid Python for this interpreter
