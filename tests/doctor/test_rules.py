@@ -153,6 +153,22 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
             memory = ChatMemoryBuffer.from_defaults()
         """,
     ),
+    "gradio-chat-interface-and-events": (
+        {"CK101", "CK104"},
+        """
+        import gradio as gr
+        from llama_index.core.memory import ChatMemoryBuffer
+        def respond(message, history):
+            memory = ChatMemoryBuffer.from_defaults()
+            return str(query_engine.query(message))
+        def on_submit(message, chat_history):
+            return str(query_engine.query(message))
+        gr.ChatInterface(respond).launch()
+        with gr.Blocks() as demo:
+            box = gr.Textbox()
+            box.submit(on_submit, [box], [box])
+        """,
+    ),
     "helper-one-level-deep": (
         {"CK101"},
         """
@@ -460,6 +476,19 @@ CLEAN: dict[str, str] = {
             session = SQLiteSession(user_id, "conversations.db")
             return memory, session
         """,
+    "history-loaded-and-passed-in": """
+        from fastapi import FastAPI
+        from langchain.memory import ConversationBufferMemory
+        from langchain_community.chat_message_histories import ChatMessageHistory
+        from llama_index.core.memory import ChatMemoryBuffer
+        app = FastAPI()
+        @app.post("/chat")
+        def chat(user_id: str, text: str):
+            rows = load_history_from_db(user_id)
+            a = ChatMemoryBuffer.from_defaults(token_limit=3900, chat_history=rows)
+            b = ConversationBufferMemory(chat_memory=ChatMessageHistory(messages=rows))
+            return a, b
+        """,
     "lazy-global-singleton": """
         from fastapi import FastAPI
         from llama_index.core.memory import ChatMemoryBuffer
@@ -639,7 +668,8 @@ def test_every_rule_has_flagged_and_clean_examples() -> None:
 def test_helper_is_reported_at_the_call_site_naming_it() -> None:
     (d,) = check_source(textwrap.dedent(FLAGGED["helper-one-level-deep"][1]), "app.py")
     assert (d.line, d.code) == (9, "CK101")
-    assert "get_memory() creates ChatMemoryBuffer.from_defaults() (line 6)" in d.message
+    assert d.message.startswith("get_memory(), called in request handler `chat`")
+    assert "creates ChatMemoryBuffer.from_defaults() (line 6)" in d.message
 
 
 def test_positions_are_one_based() -> None:

@@ -120,7 +120,22 @@ def _in_process_history(imports: ImportMap, node: ast.expr | None) -> bool:
     if not isinstance(node, ast.Call):
         return False
     _, cls, _ = _split(call_name(imports, node))
-    return cls in {"SimpleChatStore", "InMemoryChatMessageHistory", "ChatMessageHistory"}
+    in_process = {"SimpleChatStore", "InMemoryChatMessageHistory", "ChatMessageHistory"}
+    return cls in in_process and not _seeded(node)
+
+
+def _seeded(call: ast.Call) -> bool:
+    """History passed in explicitly (``chat_history=rows_from_db``, ``messages=...``): the
+    conversation lives wherever it came from, the object is just this request's view."""
+    for name in ("chat_history", "messages"):
+        value = keyword(call, name)
+        if (
+            value is not None
+            and not (isinstance(value, ast.List | ast.Tuple) and not value.elts)
+            and not (isinstance(value, ast.Constant) and value.value is None)
+        ):
+            return True
+    return False
 
 
 def memory_url(imports: ImportMap, call: ast.Call) -> str | None:
@@ -146,7 +161,9 @@ def classify(imports: ImportMap, call: ast.Call) -> Construct | None:
         return Construct("connection", name.split(".", 1)[-1] + "()", call)
     if top == "llama_index":
         if cls in LI_MEMORY and method in ("", "from_defaults"):
-            if cls == "SimpleChatStore" or not _durable_llamaindex(imports, cls, call):
+            if cls == "SimpleChatStore" or not (
+                _durable_llamaindex(imports, cls, call) or _seeded(call)
+            ):
                 return Construct("memory", label, call)
             return None
         if cls in LI_ENGINES and method in ENGINE_FACTORIES:
@@ -158,6 +175,8 @@ def classify(imports: ImportMap, call: ast.Call) -> Construct | None:
     if top in LC_TOPS and cls in LC_MEMORY and not method:
         chat_memory = keyword(call, "chat_memory")
         if chat_memory is not None and not _in_process_history(imports, chat_memory):
+            return None
+        if _seeded(call):
             return None
         return Construct("memory", label, call)
     if top == "agents" and cls == "SQLiteSession" and not method:

@@ -3,9 +3,9 @@
 Decorated routes (FastAPI/Starlette/Flask/Quart/Sanic/aiohttp/Django Ninja routers and apps,
 Litestar ``@get``, DRF ``@api_view``, Chainlit ``@cl.on_message``), routes registered by call
 (``add_api_route``, ``add_url_rule``, ``add_route``, Starlette ``Route``, Django ``path``,
-Gradio ``ChatInterface(fn)``), class-based views (``View``, ``MethodView``, ``APIView``,
-``HTTPEndpoint`` ... methods named after HTTP verbs) and, in a ``views.py``, module functions
-whose first parameter is ``request``.
+Gradio ``ChatInterface(fn)`` and ``.submit(fn)`` / ``.click(fn)`` events), class-based views
+(``View``, ``MethodView``, ``APIView``, ``HTTPEndpoint`` ... methods named after HTTP verbs)
+and, in a ``views.py``, module functions whose first parameter is ``request``.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ REGISTRARS = {
     "add_delete": 1,
     "add_url_rule": 2,
 }
+GRADIO_EVENTS = {"submit", "click", "change", "input"}
 ROUTE_CALLS = {
     "starlette.routing.Route",
     "starlette.routing.WebSocketRoute",
@@ -162,9 +163,15 @@ def find_handlers(module: Module, filename: str) -> list[Handler]:
                     if bases & VIEW_BASES and item.name in VIEW_METHODS:
                         add(item, None, f"class-based view {stmt.name}")
 
+    gradio = imports.imports("gradio")
     for node in module.calls:
         target: ast.expr | None = None
         how = ""
+        if gradio and isinstance(node.func, ast.Attribute) and node.func.attr in GRADIO_EVENTS:
+            target = keyword(node, "fn") or (node.args[0] if node.args else None)
+            if isinstance(target, ast.Name) and target.id in functions:
+                add(functions[target.id], None, f"gradio .{node.func.attr}(fn)", False)
+            continue
         if isinstance(node.func, ast.Attribute) and node.func.attr in REGISTRARS:
             pos = REGISTRARS[node.func.attr]
             target = keyword(node, "view_func") or keyword(node, "endpoint")

@@ -25,24 +25,34 @@ def _code(c: Construct, scope: Scope) -> str | None:
 
 
 def _message(code: str, c: Construct, scope: Scope, via: str = "") -> str:
-    made = f"{via} creates {c.label} (line {c.node.lineno})" if via else f"{c.label}"
+    made = f"{c.label} (line {c.node.lineno})" if via else c.label
     if code == "CK101":
+        head = (
+            f"{via}, called in {scope.where}, creates {made}"
+            if via
+            else f"{made} is created in {scope.where}"
+        )
         return (
-            f"{made} {'on every call of' if via else 'is created in'} {scope.where}: an "
-            f"in-process memory with no durable store, so every {scope.per} starts empty"
+            f"{head}: an in-process memory with no durable store, so every {scope.per} starts empty"
         )
     if code == "CK103":
+        head = (
+            f"{via}, called in {scope.where}, builds {made}"
+            if via
+            else f"{made} is built in {scope.where}"
+        )
         return (
-            f"{made} {'runs in' if via else 'is built in'} {scope.where} without "
-            "st.session_state or st.cache_resource: every rerun starts with an empty memory"
+            f"{head} without st.session_state or st.cache_resource: every rerun starts with an "
+            "empty memory"
         )
     what = WHAT.get(c.kind, c.kind)
-    return (
-        f"{made} {'runs in' if via else 'builds ' + what + ' in'} {scope.where}: rebuilt "
-        f"on every {scope.per} (hot-path cost"
-        + (", and a fresh empty chat memory" if c.kind == "engine" else "")
-        + ")"
+    head = (
+        f"{via}, called in {scope.where}, builds {what} with {made}"
+        if via
+        else f"{made} builds {what} in {scope.where}"
     )
+    engine = ", and a fresh empty chat memory" if c.kind == "engine" else ""
+    return f"{head}: rebuilt on every {scope.per} (hot-path cost{engine})"
 
 
 def check(module: Module) -> Iterator[Diagnostic]:
