@@ -169,6 +169,20 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
             box.submit(on_submit, [box], [box])
         """,
     ),
+    "app-factory-nested-route": (
+        {"CK101"},
+        """
+        from flask import Flask, g
+        from llama_index.core.memory import ChatMemoryBuffer
+        def create_app():
+            app = Flask(__name__)
+            @app.post("/chat")
+            def chat():
+                g.memory = ChatMemoryBuffer.from_defaults()
+                return "ok"
+            return app
+        """,
+    ),
     "helper-one-level-deep": (
         {"CK101"},
         """
@@ -356,13 +370,16 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
         {"CK106"},
         """
         from collections import defaultdict
+        from llama_index.core.memory import ChatMemoryBuffer
         import uvicorn
         from fastapi import FastAPI
         app = FastAPI()
         histories = defaultdict(list)
+        memories = {}
         @app.post("/chat")
         def chat(user_id: str, text: str):
             histories[user_id].append(text)
+            memories[user_id] = ChatMemoryBuffer.from_defaults()
         uvicorn.run(app, workers=4)
         """,
     ),
@@ -512,6 +529,19 @@ CLEAN: dict[str, str] = {
                 memories[user_id] = ChatMemoryBuffer.from_defaults()
             return memories[user_id]
         """,
+    "app-factory-closure-dict": """
+        from flask import Flask
+        from llama_index.core.memory import ChatMemoryBuffer
+        def create_app():
+            app = Flask(__name__)
+            memories = {}
+            @app.post("/chat/<user_id>")
+            def chat(user_id):
+                if user_id not in memories:
+                    memories[user_id] = ChatMemoryBuffer.from_defaults()
+                return "ok"
+            return app
+        """,
     "cached-helper-and-lifespan-state": """
         from functools import lru_cache
         from fastapi import FastAPI, Request
@@ -593,6 +623,22 @@ CLEAN: dict[str, str] = {
         histories = {}
         uvicorn.run(app, workers=1, reload=False)
         """,
+    "cache-of-durable-handles-with-workers": """
+        import uvicorn
+        from agents import SQLiteSession
+        from fastapi import FastAPI
+        from llama_index.core.memory import ChatMemoryBuffer
+        app = FastAPI()
+        _sessions: dict[str, SQLiteSession] = {}
+        memories = {}
+        @app.post("/chat")
+        def chat(session_id: str):
+            if session_id not in _sessions:
+                _sessions[session_id] = SQLiteSession(session_id, "agents.db")
+            memories.setdefault(session_id, ChatMemoryBuffer.from_defaults(chat_store=redis_store))
+            return _sessions[session_id]
+        uvicorn.run(app, workers=4)
+        """,
     "durable-state-with-workers": """
         import chatkeep
         import uvicorn
@@ -611,6 +657,26 @@ CLEAN: dict[str, str] = {
             chat_store = SimpleChatStore()
         def save():
             chat_store.persist(persist_path="chat.json")
+        """,
+    "loaded-here-persisted-through-an-attribute": """
+        import os
+        from llama_index.core.memory import ChatMemoryBuffer
+        from llama_index.core.storage.chat_store import SimpleChatStore
+        class Manager:
+            def __init__(self, path):
+                self.path = path
+                self.chat_store = self._load()
+            def _load(self):
+                if os.path.exists(self.path):
+                    return SimpleChatStore.from_persist_path(self.path)
+                return SimpleChatStore()
+            def save(self, memory: ChatMemoryBuffer):
+                memory.chat_store.persist(self.path)
+        """,
+    "index-persist-is-not-a-chat-store": """
+        from llama_index.core import VectorStoreIndex
+        index = VectorStoreIndex.from_documents([])
+        index.storage_context.persist(persist_dir="storage")
         """,
     "connections-closed": """
         import contextlib
@@ -670,6 +736,15 @@ def test_helper_is_reported_at_the_call_site_naming_it() -> None:
     assert (d.line, d.code) == (9, "CK101")
     assert d.message.startswith("get_memory(), called in request handler `chat`")
     assert "creates ChatMemoryBuffer.from_defaults() (line 6)" in d.message
+
+
+def test_each_in_process_global_is_reported_once() -> None:
+    found = check_source(textwrap.dedent(FLAGGED["dict-global-with-workers"][1]), "app.py")
+    assert [(d.line, d.message.split(" keeps")[0]) for d in found] == [
+        (7, "global `histories`"),
+        (8, "global `memories`"),
+    ]
+    assert all("uvicorn.run(workers=4) (app.py:13)" in d.message for d in found)
 
 
 def test_positions_are_one_based() -> None:

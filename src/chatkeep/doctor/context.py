@@ -145,8 +145,8 @@ class Module:
                 if (
                     isinstance(root, ast.Name)
                     and fn is not None
-                    and root.id in self.globals
-                    and root.id not in _locals(fn)
+                    and root.id not in _locals(fn)  # a global or a closure: outlives the call
+                    and self.imports.names.get(root.id) != "flask.g"  # per request
                 ):
                     return True
         return False

@@ -150,7 +150,6 @@ def find_handlers(module: Module, filename: str) -> list[Handler]:
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef):
             functions[stmt.name] = stmt
-            _decorated(stmt, imports, web, add)
             args = stmt.args.posonlyargs + stmt.args.args
             if filename == "views.py" and args and args[0].arg == "request":
                 add(stmt, None, "Django view")
@@ -159,9 +158,12 @@ def find_handlers(module: Module, filename: str) -> list[Handler]:
             bases = {(imports.resolve(b) or "").rsplit(".", 1)[-1] for b in stmt.bases}
             for item in stmt.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
-                    _decorated(item, imports, web, add)
                     if bases & VIEW_BASES and item.name in VIEW_METHODS:
                         add(item, None, f"class-based view {stmt.name}")
+
+    for node in module.nodes:  # decorated routes at any depth (app factories included)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.decorator_list:
+            _decorated(node, imports, web, add)
 
     gradio = imports.imports("gradio")
     for node in module.calls:

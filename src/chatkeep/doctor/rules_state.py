@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from chatkeep.doctor.catalog import _split
+from chatkeep.doctor.catalog import _split, classify
 from chatkeep.doctor.context import Module, live_constructs, scopes, walk
 from chatkeep.doctor.diagnostic import Diagnostic
 from chatkeep.doctor.imports import call_name
@@ -35,7 +35,7 @@ def in_process_state(module: Module) -> Iterator[State]:
     for c in module.constructs(module.tree.body):
         if c.kind == "memory":
             yield State(module.path, c.node.lineno, c.node.col_offset + 1, c.label)
-    mutated: set[str] = set()
+    stored: dict[str, list[ast.expr]] = {}  # global name -> values put into it
     for node in module.nodes:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             if node.func.attr in MUTATORS:
@@ -43,10 +43,11 @@ def in_process_state(module: Module) -> Iterator[State]:
                 while isinstance(root, ast.Subscript | ast.Attribute):
                     root = root.value
                 if isinstance(root, ast.Name):
-                    mutated.add(root.id)
-        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store):
-            if isinstance(node.value, ast.Name):
-                mutated.add(node.value.id)
+                    stored.setdefault(root.id, []).extend(node.args[-1:])
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+                    stored.setdefault(target.value.id, []).append(node.value)
     for stmt in module.tree.body:
         if not (isinstance(stmt, ast.Assign | ast.AnnAssign) and stmt.value is not None):
             continue
@@ -59,39 +60,51 @@ def in_process_state(module: Module) -> Iterator[State]:
         if not container:
             continue
         for t in targets:
-            if isinstance(t, ast.Name) and HISTORYISH.search(t.id) and t.id in mutated:
-                yield State(module.path, stmt.lineno, stmt.col_offset + 1, f"global `{t.id}`")
+            if not (isinstance(t, ast.Name) and HISTORYISH.search(t.id) and t.id in stored):
+                continue
+            if all(_handle(module, v) for v in stored[t.id]):
+                continue  # a cache of durable handles (SQLiteSession(id, "x.db"), clients...)
+            yield State(module.path, stmt.lineno, stmt.col_offset + 1, f"global `{t.id}`")
+
+
+def _handle(module: Module, value: ast.expr) -> bool:
+    """True when ``value`` builds an object that is not itself in-process history."""
+    if not isinstance(value, ast.Call):
+        return False
+    name = call_name(module.imports, value)
+    if not name or name.rsplit(".", 1)[-1] in CONTAINERS:
+        return False
+    found = classify(module.imports, value)
+    return found is None or found.kind != "memory"
 
 
 def check_half_persisted(module: Module) -> Iterator[Diagnostic]:
-    built: set[str] = set()
+    built: set[str] = set()  # names bound to SimpleChatStore() / from_persist_path(...)
     loads: list[ast.Call] = []
-    persists: dict[str, ast.Call] = {}
+    persists: dict[str, ast.Call] = {}  # receiver text -> first .persist() call
     for node in module.nodes:
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             _, cls, method = _split(call_name(module.imports, node.value))
             if cls == "SimpleChatStore" and method in ("", "from_persist_path"):
                 built.update(ast.unparse(t) for t in node.targets)
-        if isinstance(node, ast.Call):
-            _, cls, method = _split(call_name(module.imports, node))
-            if cls == "SimpleChatStore" and method == "from_persist_path":
-                loads.append(node)
     for node in module.calls:
-        if (
-            isinstance(node.func, ast.Attribute)
-            and node.func.attr == "persist"
-            and ast.unparse(node.func.value) in built
-        ):
-            persists.setdefault(ast.unparse(node.func.value), node)
-    if persists and not loads:
+        _, cls, method = _split(call_name(module.imports, node))
+        if cls == "SimpleChatStore" and method == "from_persist_path":
+            loads.append(node)
+        elif isinstance(node.func, ast.Attribute) and node.func.attr == "persist":
+            receiver = ast.unparse(node.func.value)
+            if "storage_context" not in receiver and "index" not in receiver.lower():
+                persists.setdefault(receiver, node)
+    if not loads:  # only a store this module built is surely a SimpleChatStore
         for name, node in persists.items():
-            yield module.diag(
-                node,
-                "CK107",
-                f"SimpleChatStore `{name}` is persisted but never loaded back "
-                "(no SimpleChatStore.from_persist_path): a restart starts with no history",
-            )
-    if loads and not persists:
+            if name in built:
+                yield module.diag(
+                    node,
+                    "CK107",
+                    f"SimpleChatStore `{name}` is persisted but never loaded back "
+                    "(no SimpleChatStore.from_persist_path): a restart starts with no history",
+                )
+    elif not persists:  # no .persist() at all, on anything that could be the chat store
         for node in loads:
             yield module.diag(
                 node,
