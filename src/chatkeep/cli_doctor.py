@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chatkeep.doctor import report
 from chatkeep.doctor.diagnostic import RULES
-from chatkeep.doctor.runner import check_paths
+from chatkeep.doctor.runner import check_paths, iter_files
 from chatkeep.errors import InvalidInput
 
 FORMATS = ("text", "json", "sarif")
@@ -36,7 +38,7 @@ def doctor(
     ] = "text",
     select: Annotated[
         list[str] | None,
-        typer.Option(help="Only these codes or prefixes (CK101,CK2...); repeatable."),
+        typer.Option(help="Only these codes or prefixes (CK101,CK103 or CK1); repeatable."),
     ] = None,
     ignore: Annotated[
         list[str] | None, typer.Option(help="Skip these codes or prefixes; repeatable.")
@@ -62,7 +64,24 @@ def doctor(
     if missing:
         raise InvalidInput(f"no such file or directory: {', '.join(missing)}")
     started = time.perf_counter()
-    result = check_paths(paths, select=chosen or None, ignore=skipped, exclude=exclude or ())
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("chatkeep doctor"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("checking", total=sum(1 for _ in iter_files(paths, exclude or ())))
+        result = check_paths(
+            paths,
+            select=chosen or None,
+            ignore=skipped,
+            exclude=exclude or (),
+            progress=lambda _path: bar.advance(task),
+        )
     elapsed = time.perf_counter() - started
     if output_format == "json":
         sys.stdout.write(report.as_json(result.diagnostics, result.files, fix_hints=fix_hints))

@@ -29,3 +29,13 @@ def test_large_real_codebases_complete() -> None:
     assert result.files > 500  # every .py file was parsed
     unparseable = [d for d in result.diagnostics if d.code == "CK001"]
     assert unparseable == []  # the installed packages are valid Python for this interpreter
+
+
+def test_progress_is_reported_for_every_file_read(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "Procfile").write_text("web: uvicorn app:app\n")
+    (tmp_path / "notes.txt").write_text("not read\n")
+    seen: list[str] = []
+    result = check_paths([tmp_path], progress=seen.append)
+    assert sorted(Path(p).name for p in seen) == ["Procfile", "a.py"]
+    assert (result.files, result.configs) == (1, 1)

@@ -178,3 +178,11 @@ def test_watch_returns_the_object_and_counts_plain_lists() -> None:
     with pytest.warns(MemoryWatchWarning) as rec:
         watch([], key="k")
     assert any("from 2 to 0" in str(w.message) for w in rec)
+
+
+def test_importing_the_doctor_loads_no_framework() -> None:
+    code = "import sys, json, chatkeep.doctor; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m.split(".")[0] for m in __import__("json").loads(out.stdout)}
+    frameworks = {"fastapi", "starlette", "llama_index", "langchain_core", "agents", "streamlit"}
+    assert loaded & (frameworks | {"typer", "rich", "pydantic"}) == set()

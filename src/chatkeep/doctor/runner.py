@@ -6,7 +6,7 @@ import ast
 import fnmatch
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,12 +136,17 @@ def check_paths(
     select: Iterable[str] | None = None,
     ignore: Iterable[str] = (),
     exclude: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
 ) -> Result:
-    """Run the doctor over files and directories (never imports or runs the code)."""
+    """Run the doctor over files and directories (never imports or runs the code).
+
+    ``progress`` is called with each file's path before it is read (for a progress bar)."""
     result = Result()
     states: list[rules_state.State] = []
     triggers: list[config.Trigger] = []
     for path in iter_files(paths, exclude):
+        if progress is not None:
+            progress(path)
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
