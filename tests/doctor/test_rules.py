@@ -290,6 +290,19 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
             return str(query_engine.query(q))
         """,
     ),
+    "agents-runner-without-session-in-chat": (
+        {"CK104"},
+        """
+        from agents import Agent, Runner
+        from fastapi import FastAPI
+        app = FastAPI()
+        agent = Agent(name="assistant")
+        @app.post("/chat")
+        async def chat(user_id: str, text: str):
+            result = await Runner.run(agent, text)
+            return result.final_output
+        """,
+    ),
     "query-engine-in-streamlit-chat": (
         {"CK104"},
         """
@@ -573,6 +586,16 @@ CLEAN: dict[str, str] = {
         if prompt := st.chat_input():
             st.session_state.memory.put(prompt)
         """,
+    "streamlit-helper-with-session-state-guard": """
+        import streamlit as st
+        from llama_index.core.memory import ChatMemoryBuffer
+        def get_memory():
+            if "memory" not in st.session_state:
+                memory = ChatMemoryBuffer.from_defaults()
+                st.session_state.memory = memory
+            return st.session_state.memory
+        memory = get_memory()
+        """,
     "streamlit-cache-resource": """
         import streamlit as st
         import chatkeep
@@ -597,6 +620,19 @@ CLEAN: dict[str, str] = {
         @app.post("/chat")
         def chat(message: str, history: list[str]):
             return str(query_engine.query("\\n".join(history) + message))
+        """,
+    "agents-runner-with-session-or-history": """
+        from agents import Agent, Runner, SQLiteSession
+        from fastapi import FastAPI
+        app = FastAPI()
+        agent = Agent(name="assistant")
+        @app.post("/chat")
+        async def chat(user_id: str, text: str, previous: str):
+            session = SQLiteSession(user_id, "conversations.db")
+            a = await Runner.run(agent, text, session=session)
+            b = await Runner.run(agent, text, previous_response_id=previous)
+            c = await Runner.run(agent, load_items(user_id) + [{"role": "user", "content": text}])
+            return a, b, c
         """,
     "session-key-from-the-caller": """
         import chatkeep

@@ -230,5 +230,5 @@ def live_constructs(module: Module, scope: Scope) -> Iterator[Construct]:
 
 def helper_constructs(module: Module, helper: FunctionNode) -> Iterator[Construct]:
     for c in module.constructs(helper.body):
-        if not module.kept(c.node, helper):
+        if not (module.kept(c.node, helper) or module.guarded(c.node)):
             yield c

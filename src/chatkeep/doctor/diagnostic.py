@@ -102,11 +102,12 @@ RULES: dict[str, Rule] = {
             "stateless-query",
             "warning",
             "a stateless query engine used for a conversation",
-            "use a chat engine with memory (index.as_chat_engine(memory=...)) or pass the "
-            "history explicitly (chatkeep.Memory(...).messages())",
+            "use a chat engine with memory (index.as_chat_engine(memory=...)), an Agents "
+            "session, or pass the history explicitly (chatkeep.Memory(...).messages())",
             "query_engine.query() sees only the question: 'What did I ask earlier?' has no "
             "answer. Use index.as_chat_engine(chat_mode='condense_question', memory=...) or read "
-            "the history from chatkeep:\n"
+            "the history from chatkeep (with the Agents SDK: Runner.run(agent, text, "
+            "session=session)):\n"
             "    memory = chatkeep.Memory(user_id, store=store)\n"
             "    with memory.turn(text) as turn:\n"
             "        turn.reply(llm(turn.messages))   # the window includes earlier turns",

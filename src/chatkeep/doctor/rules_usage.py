@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from chatkeep.doctor.context import Module, Scope, scopes, walk
 from chatkeep.doctor.diagnostic import Diagnostic
-from chatkeep.doctor.imports import call_name, const_str
+from chatkeep.doctor.imports import call_name, const_str, keyword
 
 CHATTY = re.compile(r"chat|conversation|converse|message", re.I)
 HISTORY = re.compile(r"^(chat_)?(history|messages|conversation|transcript)$|^chat_history", re.I)
@@ -57,6 +57,9 @@ def _query_calls(module: Module, scope: Scope) -> Iterator[ast.Call]:
     for node in walk(scope.body):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
             continue
+        if _stateless_agent_run(module, node):
+            yield node
+            continue
         if node.func.attr not in ("query", "aquery"):
             continue
         base = node.func.value
@@ -68,6 +71,21 @@ def _query_calls(module: Module, scope: Scope) -> Iterator[ast.Call]:
             or (isinstance(base, ast.Call) and call_name(module.imports, base).endswith("engine"))
         ):
             yield node
+
+
+AGENT_RUNS = ("Runner.run", "Runner.run_sync", "Runner.run_streamed")
+AGENT_STATE = ("session", "previous_response_id", "conversation_id")
+
+
+def _stateless_agent_run(module: Module, call: ast.Call) -> bool:
+    """``Runner.run(agent, text)`` with no session and only this turn's text as input."""
+    name = call_name(module.imports, call)
+    if not (name.startswith("agents.") and name.endswith(AGENT_RUNS)):
+        return False
+    if any(kw.arg in AGENT_STATE for kw in call.keywords):
+        return False
+    given = call.args[1] if len(call.args) > 1 else keyword(call, "input")
+    return isinstance(given, ast.Name | ast.Attribute | ast.Constant | ast.JoinedStr)
 
 
 def check_stateless(module: Module) -> Iterator[Diagnostic]:
