@@ -6,9 +6,12 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from chatkeep.doctor import check_paths
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_chatkeep_examples_and_source_are_clean() -> None:
@@ -39,3 +42,20 @@ def test_progress_is_reported_for_every_file_read(tmp_path: Path) -> None:
     result = check_paths([tmp_path], progress=seen.append)
     assert sorted(Path(p).name for p in seen) == ["Procfile", "a.py"]
     assert (result.files, result.configs) == (1, 1)
+
+
+def test_a_rule_that_fails_is_reported_and_the_run_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatkeep.doctor import runner
+
+    def broken_rule(module: object) -> list[object]:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "b.py").write_text((FIXTURES / "article_broken.py").read_text())
+    monkeypatch.setattr(runner, "MODULE_RULES", (*runner.MODULE_RULES, broken_rule))
+    found = [(Path(d.path).name, d.code) for d in check_paths([tmp_path]).diagnostics]
+    assert found == [("a.py", "CK002"), ("b.py", "CK002")]
+    monkeypatch.setattr(runner, "MODULE_RULES", runner.MODULE_RULES[:-1])
+    assert {d.code for d in check_paths([tmp_path]).diagnostics} == {"CK101", "CK102"}

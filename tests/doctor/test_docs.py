@@ -24,7 +24,7 @@ def test_section_matches_the_rule(code: str) -> None:
     rule = RULES[code]
     assert f"**{rule.name}** ({rule.severity})" in text
     assert f"**Fix hint:** {rule.hint}\n" in text
-    if code == "CK001":
+    if code in ("CK001", "CK002"):
         return
     bad = re.findall(r"Bad:\n\n```py\n(.*?)```", text, re.S)
     good = re.findall(r"Good:\n\n```py\n(.*?)```", text, re.S)

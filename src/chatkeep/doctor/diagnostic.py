@@ -62,6 +62,15 @@ RULES: dict[str, Rule] = {
             "parse is reported and skipped; the rest of the run continues.",
         ),
         Rule(
+            "CK002",
+            "analysis-failed",
+            "warning",
+            "a file the doctor parsed but could not analyse (a doctor bug)",
+            "please report it with the file's shape; the other files were checked",
+            "A rule raised an unexpected error on this file. The file was skipped, the run went "
+            "on, and the error is in the message. This is a bug in the doctor, not in your code.",
+        ),
+        Rule(
             "CK101",
             "memory-per-request",
             "error",

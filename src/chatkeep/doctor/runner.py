@@ -163,10 +163,26 @@ def check_paths(
         if isinstance(tree, Diagnostic):
             result.diagnostics.append(tree)
             continue
-        module = Module(path, tree)
-        result.diagnostics += check_module(module)
-        states += rules_state.in_process_state(module)
-        triggers += config.scan_code(path, tree, module.imports, module.calls)
+        try:
+            module = Module(path, tree)
+            found = list(check_module(module))
+            found_states = list(rules_state.in_process_state(module))
+            found_triggers = list(config.scan_code(path, tree, module.imports, module.calls))
+        except Exception as exc:  # a doctor bug must not end the run: report it, go on
+            result.diagnostics.append(
+                Diagnostic(
+                    path,
+                    1,
+                    1,
+                    "CK002",
+                    f"could not analyse: {type(exc).__name__}: {exc}",
+                    RULES["CK002"].hint,
+                )
+            )
+            continue
+        result.diagnostics += found
+        states += found_states
+        triggers += found_triggers
     result.diagnostics += _join(states, triggers)
     result.diagnostics = sorted({d for d in result.diagnostics if wanted(d.code, select, ignore)})
     return result
