@@ -84,7 +84,11 @@ def doctor(
         )
     elapsed = time.perf_counter() - started
     if output_format == "json":
-        sys.stdout.write(report.as_json(result.diagnostics, result.files, fix_hints=fix_hints))
+        sys.stdout.write(
+            report.as_json(
+                result.diagnostics, result.files, fix_hints=fix_hints, configs=result.configs
+            )
+        )
     elif output_format == "sarif":
         sys.stdout.write(report.sarif(result.diagnostics, result.files))
     else:

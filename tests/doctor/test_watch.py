@@ -20,6 +20,7 @@ from chatkeep.doctor import (
     MemoryRecreatedWarning,
     MemoryWatchWarning,
     WatchMiddleware,
+    awatch,
     watch,
 )
 from chatkeep.doctor import watcher as watch_module
@@ -186,3 +187,20 @@ def test_importing_the_doctor_loads_no_framework() -> None:
     loaded = {m.split(".")[0] for m in __import__("json").loads(out.stdout)}
     frameworks = {"fastapi", "starlette", "llama_index", "langchain_core", "agents", "streamlit"}
     assert loaded & (frameworks | {"typer", "rich", "pydantic"}) == set()
+
+
+def test_awatch_counts_llamaindex_memory_without_blocking_the_loop() -> None:
+    import asyncio
+
+    from llama_index.core.llms import ChatMessage
+    from llama_index.core.memory import Memory
+
+    async def scenario() -> None:
+        first = await awatch(Memory.from_defaults(session_id="li-async"))
+        await first.aput(ChatMessage(role="user", content="hi"))
+        second = Memory.from_defaults(session_id="li-async")  # a fresh in-memory SQLite
+        with pytest.warns(MemoryWatchWarning) as rec:
+            await awatch(second)
+        assert "history shrank from 1 to 0" in str(rec[0].message)
+
+    asyncio.run(scenario())

@@ -37,14 +37,17 @@ def summary(diags: Sequence[Diagnostic], files: int) -> str:
     )
 
 
-def as_json(diags: Sequence[Diagnostic], files: int, *, fix_hints: bool = False) -> str:
+def as_json(
+    diags: Sequence[Diagnostic], files: int, *, fix_hints: bool = False, configs: int = 0
+) -> str:
     rows = []
     for d in diags:
         row = d.to_dict()
         if fix_hints:
             row["fix"] = d.rule.fix
         rows.append(row)
-    return json.dumps({"files": files, "count": len(rows), "diagnostics": rows}, indent=2)
+    out = {"files": files, "configs": configs, "count": len(rows), "diagnostics": rows}
+    return json.dumps(out, indent=2)
 
 
 def sarif(diags: Sequence[Diagnostic], files: int) -> str:

@@ -70,7 +70,7 @@ def iter_files(
                 if (name.endswith(".py") or config.is_config(name)) and not _excluded(
                     rel_dir + name, name, patterns
                 ):
-                    yield os.path.join(dirpath, name)
+                    yield os.path.normpath(os.path.join(dirpath, name))
 
 
 def parse(path: str, source: bytes) -> ast.Module | Diagnostic:

@@ -161,6 +161,9 @@ def _count_sync(obj: Any) -> int | None:
 
 async def _count_async(obj: Any) -> int | None:
     counter = _counter(obj)
+    aget_all = getattr(obj, "aget_all", None)
+    if callable(aget_all) and not _external_state(obj):  # LlamaIndex: never block the loop
+        counter = aget_all
     if counter is None:
         return None
     try:
@@ -169,7 +172,7 @@ async def _count_async(obj: Any) -> int | None:
             value = await value
     except Exception:
         return None
-    return int(value)
+    return len(value) if isinstance(value, list) else int(value)
 
 
 def _observe(obj: Any, key: str, count: int | None, prev_final: int | None) -> None:
