@@ -96,7 +96,7 @@ def test_json(project: Path) -> None:
     out = doctor(".", "--format", "json", "--fix-hints", cwd=project)
     assert out.returncode == 1
     data = json.loads(out.stdout)
-    assert data["files"] == 4 and data["count"] == 4
+    assert (data["files"], data["configs"], data["count"]) == (4, 0, 4)
     row = next(r for r in data["diagnostics"] if r["code"] == "CK101")
     assert set(row) == {"path", "line", "col", "code", "message", "hint", "severity", "name", "fix"}
     assert (row["line"], row["col"], row["severity"]) == (9, 14, "error")
