@@ -183,6 +183,30 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
             return app
         """,
     ),
+    "fastapi-http-middleware": (
+        {"CK101"},
+        """
+        from fastapi import FastAPI
+        from llama_index.core.memory import ChatMemoryBuffer
+        app = FastAPI()
+        @app.middleware("http")
+        async def attach_memory(request, call_next):
+            request.state.memory = ChatMemoryBuffer.from_defaults()
+            return await call_next(request)
+        """,
+    ),
+    "websocket-constant-key": (
+        {"CK105"},
+        """
+        import chatkeep
+        from fastapi import FastAPI, WebSocket
+        app = FastAPI()
+        store = chatkeep.open_store()
+        @app.websocket("/ws/{user_id}")
+        async def ws(websocket: WebSocket, user_id: str):
+            memory = chatkeep.Memory("shared", store=store)
+        """,
+    ),
     "helper-one-level-deep": (
         {"CK101"},
         """
@@ -570,6 +594,17 @@ CLEAN: dict[str, str] = {
         def chat(request: Request, text: str):
             engine = get_index().as_query_engine
             return request.app.state.engine.chat(text)
+        """,
+    "websocket-memory-lives-with-the-connection": """
+        from fastapi import FastAPI, WebSocket
+        from llama_index.core.memory import ChatMemoryBuffer
+        app = FastAPI()
+        @app.websocket("/ws")
+        async def ws(websocket: WebSocket):
+            await websocket.accept()
+            memory = ChatMemoryBuffer.from_defaults()
+            while True:
+                memory.put(await websocket.receive_text())
         """,
     "memory-outside-any-handler": """
         from llama_index.core.memory import ChatMemoryBuffer

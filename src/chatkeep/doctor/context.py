@@ -140,7 +140,7 @@ class Module:
                 while isinstance(root, ast.Subscript | ast.Attribute):
                     root = root.value
                 text = ast.unparse(target)
-                if "session_state" in text or ".state." in text or "user_session" in text:
+                if "session_state" in text or "app.state." in text or "user_session" in text:
                     return True
                 if (
                     isinstance(root, ast.Name)
@@ -184,7 +184,7 @@ def scopes(module: Module) -> list[Scope]:
     out = []
     for h in module.handlers:
         route = f", route {h.route!r}" if h.route else ""
-        per = "message" if h.chat else "request"
+        per = "message" if h.chat else "connection" if h.websocket else "request"
         out.append(Scope(h.node, h.node.body, f"{per} handler `{h.name}` ({h.how}{route})", per, h))
     if module.streamlit:
         out.append(Scope(None, module.tree.body, "the Streamlit script body", "rerun"))

@@ -53,6 +53,7 @@ ROUTE_METHODS = {
     "api_route",
     "websocket",
     "websocket_route",
+    "middleware",  # @app.middleware("http") runs on every request too
 }
 APP_NAMES = {"app", "router", "api", "bp", "blueprint", "routes"}
 DECORATORS = {
@@ -127,6 +128,11 @@ class Handler:
     route: str | None
     how: str  # "@app.post('/chat')", "add_api_route", "class ChatView" ...
     chat: bool = False  # a chat turn by construction (Chainlit on_message, Gradio ChatInterface)
+
+    @property
+    def websocket(self) -> bool:
+        """Runs once per connection, which may be a whole conversation."""
+        return "websocket" in self.how.lower()
 
     @property
     def name(self) -> str:

@@ -57,6 +57,8 @@ def _message(code: str, c: Construct, scope: Scope, via: str = "") -> str:
 
 def check(module: Module) -> Iterator[Diagnostic]:
     for scope in find_scopes(module):
+        if scope.per == "connection":
+            continue  # a websocket handler's objects live as long as the conversation's socket
         for c in live_constructs(module, scope):
             code = _code(c, scope)
             if code:
