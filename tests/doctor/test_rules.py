@@ -579,6 +579,30 @@ CLEAN: dict[str, str] = {
                 return "ok"
             return app
         """,
+    "local-then-stored-per-user": """
+        import chainlit as cl
+        from fastapi import FastAPI
+        from llama_index.core.memory import ChatMemoryBuffer
+        app = FastAPI()
+        memories = {}
+        @app.post("/chat")
+        def chat(user_id: str):
+            memory = memories.get(user_id)
+            if memory is None:
+                memory = ChatMemoryBuffer.from_defaults()
+                memories[user_id] = memory
+            return memory
+        @app.post("/chat2")
+        def chat2(user_id: str):
+            memory = ChatMemoryBuffer.from_defaults()
+            app.state.memories.setdefault(user_id, memory)
+        @cl.on_message
+        async def on_message(message):
+            memory = cl.user_session.get("memory")
+            if memory is None:
+                memory = ChatMemoryBuffer.from_defaults()
+                cl.user_session.set("memory", memory)
+        """,
     "cached-helper-and-lifespan-state": """
         from functools import lru_cache
         from fastapi import FastAPI, Request

@@ -121,34 +121,57 @@ class Module:
                 name = call_name(self.imports, up)
                 if name.endswith(("setdefault", "cache_resource")):
                     return True
-        declared: set[str] = set()
-        if fn is not None:
-            for stmt in walk(fn.body):
-                if isinstance(stmt, ast.Global | ast.Nonlocal):
-                    declared.update(stmt.names)
         targets: list[ast.expr] = []
         if isinstance(up, ast.Assign):
             targets = list(up.targets)
         elif isinstance(up, ast.AnnAssign | ast.AugAssign):
             targets = [up.target]
-        for target in targets:
-            for t in ast.walk(target):
-                if isinstance(t, ast.Name) and t.id in declared:
+        if any(self._kept_target(t, fn) for t in targets):
+            return True
+        if fn is None:
+            return False
+        # memory = X(); ...; memories[user_id] = memory  (or a global / closure / app.state)
+        names = {t.id for t in targets if isinstance(t, ast.Name)}
+        for stmt in walk(fn.body):
+            if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Name):
+                if stmt.value.id in names and any(self._kept_target(t, fn) for t in stmt.targets):
                     return True
-            if isinstance(target, ast.Subscript | ast.Attribute):
-                root = target.value
-                while isinstance(root, ast.Subscript | ast.Attribute):
-                    root = root.value
-                text = ast.unparse(target)
-                if "session_state" in text or "app.state." in text or "user_session" in text:
-                    return True
-                if (
-                    isinstance(root, ast.Name)
-                    and fn is not None
-                    and root.id not in _locals(fn)  # a global or a closure: outlives the call
-                    and self.imports.names.get(root.id) != "flask.g"  # per request
-                ):
-                    return True
+            elif (
+                isinstance(stmt, ast.Call)
+                and isinstance(stmt.func, ast.Attribute)
+                and stmt.func.attr in ("setdefault", "set")
+                and any(isinstance(a, ast.Name) and a.id in names for a in stmt.args[1:])
+                and self._kept_target(stmt.func.value, fn, container=True)
+            ):
+                return True
+        return False
+
+    def _kept_target(
+        self, target: ast.expr, fn: FunctionNode | None, container: bool = False
+    ) -> bool:
+        """Does storing into ``target`` keep the value beyond this call?"""
+        declared: set[str] = set()
+        if fn is not None:
+            for stmt in walk(fn.body):
+                if isinstance(stmt, ast.Global | ast.Nonlocal):
+                    declared.update(stmt.names)
+        for t in ast.walk(target):
+            if isinstance(t, ast.Name) and t.id in declared:
+                return True
+        if isinstance(target, ast.Subscript | ast.Attribute) or container:
+            root = target
+            while isinstance(root, ast.Subscript | ast.Attribute):
+                root = root.value
+            text = ast.unparse(target)
+            if "session_state" in text or "app.state" in text or "user_session" in text:
+                return True
+            if (
+                isinstance(root, ast.Name)
+                and fn is not None
+                and root.id not in _locals(fn)  # a global or a closure: outlives the call
+                and self.imports.names.get(root.id) != "flask.g"  # per request
+            ):
+                return True
         return False
 
     def guarded(self, node: ast.AST) -> bool:
