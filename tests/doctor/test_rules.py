@@ -842,6 +842,23 @@ def test_each_in_process_global_is_reported_once() -> None:
     assert all("uvicorn.run(workers=4) (app.py:13)" in d.message for d in found)
 
 
+def test_what_was_built_is_named() -> None:
+    source = """
+    from fastapi import FastAPI
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.llms.ollama import Ollama
+    app = FastAPI()
+    @app.get("/x")
+    def x():
+        return HuggingFaceEmbedding(model_name="m"), Ollama(model="llama3")
+    """
+    messages = [d.message for d in check_source(textwrap.dedent(source), "a.py")]
+    assert [m.split(" in request")[0] for m in messages] == [
+        "HuggingFaceEmbedding() builds an embedding model",
+        "Ollama() builds an LLM client",
+    ]
+
+
 def test_positions_are_one_based() -> None:
     (d,) = check_source(
         "from fastapi import FastAPI\nfrom llama_index.core.memory import "

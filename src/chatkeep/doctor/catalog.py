@@ -12,7 +12,7 @@ from typing import Literal
 
 from chatkeep.doctor.imports import ImportMap, call_name, const_str, keyword
 
-Kind = Literal["memory", "engine", "index", "llm", "connection"]
+Kind = Literal["memory", "engine", "index", "llm", "embedding", "connection"]
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,8 @@ def classify(imports: ImportMap, call: ast.Call) -> Construct | None:
             return Construct("memory", "SQLiteSession() with the ':memory:' default", call)
         return None
     if name.startswith(LLM_TOPS) and cls[:1].isupper() and method in ("", "from_defaults"):
-        return Construct("llm", label, call)
+        embedding = "embeddings." in name or cls.endswith("Embeddings")
+        return Construct("embedding" if embedding else "llm", label, call)
     if name in SDK_CLIENTS or name == "langchain.chat_models.init_chat_model":
         return Construct("llm", label, call)
     return None

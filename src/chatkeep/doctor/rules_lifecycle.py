@@ -13,6 +13,7 @@ WHAT = {
     "engine": "a chat engine",
     "index": "an index",
     "llm": "an LLM client",
+    "embedding": "an embedding model",
 }
 
 
