@@ -95,6 +95,13 @@ CHECKS = {
         "    assert client.post('/chat/u1', json={'text': 'again'}).json() == "
         "{'reply': 'seen 3 messages'}\n"
     ),
+    "docs/doctor.md": (
+        "from fastapi.testclient import TestClient\n"
+        "client = TestClient(app)\n"
+        "for n in (2, 4):\n"
+        "    r = client.post('/chat', params={'user_id': 'u1', 'text': 'hi'})\n"
+        "    assert r.json() == {'messages': n}, r.text\n"
+    ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()

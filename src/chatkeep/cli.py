@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from chatkeep._version import __version__
+from chatkeep.cli_doctor import doctor
 from chatkeep.errors import ChatkeepError, InvalidInput
 from chatkeep.store import Store
 from chatkeep.stores import default_url, open_store
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 sessions_app = typer.Typer(help="List, show and delete sessions.", no_args_is_help=True)
 app.add_typer(sessions_app, name="sessions")
+app.command("doctor")(doctor)
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False)
