@@ -185,6 +185,6 @@ def test_every_command_has_help_and_is_documented() -> None:
         assert result.exit_code == 0, path
         # every command takes --store, except the keys commands (they manage the keys file)
         # and the doctor (it reads code, not a store)
-        assert "--store" in result.stdout or path in STORELESS or path.startswith(
-            "chatkeep keys"
+        assert (
+            "--store" in result.stdout or path in STORELESS or path.startswith("chatkeep keys")
         ), path
