@@ -282,6 +282,21 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
         engine = index.as_chat_engine()
         """,
     ),
+    "engine-per-request-over-a-per-request-buffer": (
+        {"CK101", "CK102"},
+        """
+        from fastapi import FastAPI
+        from llama_index.core import VectorStoreIndex
+        from llama_index.core.memory import ChatMemoryBuffer
+        app = FastAPI()
+        index = VectorStoreIndex.from_documents([])
+        @app.post("/chat")
+        def chat(text: str):
+            memory = ChatMemoryBuffer.from_defaults(token_limit=3000)
+            engine = index.as_chat_engine(memory=memory)
+            return engine.chat(text).response
+        """,
+    ),
     "streamlit-helper": (
         {"CK103"},
         """
@@ -479,6 +494,18 @@ FLAGGED: dict[str, tuple[set[str], str]] = {
 }
 
 CLEAN: dict[str, str] = {
+    "engine-per-request-over-a-durable-memory": """
+        from fastapi import FastAPI
+        from llama_index.core import VectorStoreIndex
+        from chatkeep.adapters.llamaindex import ChatKeepMemory
+        app = FastAPI()
+        index = VectorStoreIndex.from_documents([])
+        @app.post("/chat")
+        def chat(user_id: str, text: str):
+            memory = ChatKeepMemory.from_defaults(session_id=user_id, token_limit=3000)
+            engine = index.as_chat_engine(chat_mode="context", memory=memory)
+            return engine.chat(text).response
+    """,
     "module-level-singletons": """
         from fastapi import FastAPI
         from llama_index.core.memory import ChatMemoryBuffer

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator
 
 from chatkeep.doctor.catalog import Construct
+from chatkeep.doctor.imports import keyword
 from chatkeep.doctor.context import Module, Scope, helper_calls, helper_constructs, live_constructs
 from chatkeep.doctor.context import scopes as find_scopes
 from chatkeep.doctor.diagnostic import Diagnostic
@@ -56,11 +58,39 @@ def _message(code: str, c: Construct, scope: Scope, via: str = "") -> str:
     return f"{head}: rebuilt on every {scope.per} (hot-path cost{engine})"
 
 
+def _in_process_names(module: Module, scope: Scope) -> set[str]:
+    """Names this scope binds to an in-process memory it builds (``memory = CMB(...)``)."""
+    kinds = {id(c.node): c.kind for c in module.constructs(scope.body)}
+    return {
+        target.id
+        for stmt in scope.body
+        for node in ast.walk(stmt)
+        if isinstance(node, ast.Assign) and kinds.get(id(node.value)) == "memory"
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+
+
+def _thin_engine(c: Construct, in_process: set[str]) -> bool:
+    """An engine given a memory that does not start empty (a durable view such as chatkeep's
+    ``ChatKeepMemory``, or one kept elsewhere) is a thin per-request wrapper: its state is in
+    the memory, so building it per request is the chatkeep way, not a lifecycle mistake."""
+    if c.kind != "engine" or not isinstance(c.node, ast.Call):
+        return False
+    memory = keyword(c.node, "memory")
+    if memory is None or (isinstance(memory, ast.Constant) and memory.value is None):
+        return False
+    return not (isinstance(memory, ast.Name) and memory.id in in_process)
+
+
 def check(module: Module) -> Iterator[Diagnostic]:
     for scope in find_scopes(module):
         if scope.per == "connection":
             continue  # a websocket handler's objects live as long as the conversation's socket
+        in_process = _in_process_names(module, scope)
         for c in live_constructs(module, scope):
+            if _thin_engine(c, in_process):
+                continue
             code = _code(c, scope)
             if code:
                 yield module.diag(c.node, code, _message(code, c, scope))
