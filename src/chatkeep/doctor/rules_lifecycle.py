@@ -6,10 +6,10 @@ import ast
 from collections.abc import Iterator
 
 from chatkeep.doctor.catalog import Construct
-from chatkeep.doctor.imports import keyword
 from chatkeep.doctor.context import Module, Scope, helper_calls, helper_constructs, live_constructs
 from chatkeep.doctor.context import scopes as find_scopes
 from chatkeep.doctor.diagnostic import Diagnostic
+from chatkeep.doctor.imports import keyword
 
 WHAT = {
     "engine": "a chat engine",
