@@ -19,8 +19,6 @@ from urllib.parse import unquote
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import Scope
 
-_PREFIX = b"/v1/sessions/"
-
 
 def _encode(text: str) -> str:
     return text.replace("%", "%25").replace("/", "%2F")
@@ -40,12 +38,20 @@ register_url_convertor("sid", SessionIdConvertor())
 
 
 def keep_encoded_slashes(scope: Scope) -> None:
-    """Rewrite ``scope["path"]`` so an encoded ``/`` in a session id is not a separator."""
+    """Rewrite ``scope["path"]`` of ``/v1/sessions/...`` requests into the form the ``sid``
+    convertor decodes: ``%`` and an encoded ``/`` inside a segment stay encoded."""
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    if not (path.startswith("/v1/sessions/") or path.startswith(root + "/v1/sessions/")):
+        return
     raw = scope.get("raw_path")
-    if not raw or not raw.startswith(_PREFIX) or b"%" not in raw or scope.get("root_path"):
-        return
+    if "%" not in path and (not raw or b"%" not in raw):
+        return  # nothing encoded: the path is already in the convertor's form
     try:
-        text = raw.decode("ascii")
+        text = raw.decode("ascii") if raw else None
     except UnicodeDecodeError:
-        return
-    scope["path"] = "/".join(_encode(unquote(part)) for part in text.split("/"))
+        text = None
+    if text is not None and unquote(text) == path:
+        scope["path"] = "/".join(_encode(unquote(part)) for part in text.split("/"))
+    else:  # no usable raw form: keep the decoded slashes as separators, protect "%"
+        scope["path"] = path.replace("%", "%25")
