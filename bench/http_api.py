@@ -14,7 +14,9 @@ number of requests, ``CONCURRENCY`` in flight) measures:
 * ``append``: ``POST /v1/sessions/{id}/messages`` with one ~75-token message (64 sessions,
   SQLite ``synchronous=full``: every acknowledged append is on disk);
 * ``chat``: ``POST /v1/chat`` with the offline responder: lease, window, reply, atomic append
-  of two messages (one session per concurrent client, so turns do not queue on one lease).
+  of two messages (one session per concurrent client, so turns do not queue on one lease);
+* ``chat_key``: the same turn with a fresh ``Idempotency-Key`` per request (what a retrying
+  client sends): the cost of the under-lease look-up and the keyed append.
 
 The three alternate round by round (the order flips every round), and every figure is reported
 as a ratio to ``bare`` measured in the same run. The load generator runs on the same 2-CPU
@@ -108,9 +110,10 @@ async def _load(base: str, kind: str, n: int, seed: int) -> dict[str, Any]:
                     {"messages": [{"role": "user", "content": text}]},
                 )
             else:
-                req = ("/v1/chat", {"session_id": f"chat-{seed}-{wid}", "message": text})
+                req = ("/v1/chat", {"session_id": f"{kind}-{seed}-{wid}", "message": text})
+            headers = {"Idempotency-Key": f"{seed}-{wid}-{i}"} if kind == "chat_key" else None
             t0 = time.perf_counter()
-            r = await client.post(base + req[0], json=req[1])
+            r = await client.post(base + req[0], json=req[1], headers=headers)
             latencies.append(time.perf_counter() - t0)
             if r.status_code >= 300:
                 errors += 1
@@ -173,6 +176,7 @@ def bench_workers(tmp: Path, workers: int, total: int, rounds: int) -> dict[str,
         "bare": f"http://127.0.0.1:{bare_port}",
         "append": f"http://127.0.0.1:{ck_port}",
         "chat": f"http://127.0.0.1:{ck_port}",
+        "chat_key": f"http://127.0.0.1:{ck_port}",
     }
     batches: dict[str, list[dict[str, Any]]] = {k: [] for k in bases}
     try:
@@ -189,7 +193,7 @@ def bench_workers(tmp: Path, workers: int, total: int, rounds: int) -> dict[str,
     out: dict[str, Any] = {"workers": workers}
     for kind, b in batches.items():
         out[kind] = _summary(b)
-    for kind in ("append", "chat"):
+    for kind in ("append", "chat", "chat_key"):
         out[kind]["throughput_ratio"] = out[kind]["per_s"] / out["bare"]["per_s"]
         out[kind]["p50_ratio"] = out[kind]["p50_ms"] / out["bare"]["p50_ms"]
         out[kind]["p99_ratio"] = out[kind]["p99_ms"] / out["bare"]["p99_ms"]
@@ -234,7 +238,7 @@ def render(r: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["rows"]:
-        for kind in ("bare", "append", "chat"):
+        for kind in ("bare", "append", "chat", "chat_key"):
             s = row[kind]
             ratios = (
                 "| 1.00x | 1.00x | 1.00x |"

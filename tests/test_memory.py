@@ -168,3 +168,58 @@ def test_memory_settings_are_checked(sync_store: Store, kwargs: dict[str, object
         Memory("u", store=sync_store, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(chatkeep.InvalidSessionId):
         Memory("", store=sync_store)
+
+
+def test_a_turn_with_an_idempotency_key_is_stored_once(sync_store: Store) -> None:
+    mem = Memory("idem", store=sync_store)
+    with mem.turn("book it", idempotency_key="turn-1") as t:
+        t.reply("booked")
+    assert t.result is not None and not t.result.replayed
+    with mem.turn("book it", idempotency_key="turn-1") as again:
+        again.reply("booked twice?")
+    assert again.result is not None and again.result.replayed
+    assert [m.text for m in again.result.messages] == ["book it", "booked"]
+    assert [m.text for m in mem.history()] == ["book it", "booked"]
+    with pytest.raises(chatkeep.InvalidInput):
+        mem.turn("x", idempotency_key="bad\nkey")
+
+
+def test_a_turn_says_how_long_it_waited_for_the_lease(sync_store: Store) -> None:
+    with Memory("w", store=sync_store).turn("free") as t:
+        t.reply("ok")
+    free = t.lease_wait_seconds
+    holder = sync_store.acquire_lease("w", owner="other", ttl=30)
+    assert holder is not None
+    releaser = threading.Timer(0.3, sync_store.release_lease, ("w", holder.token))
+    releaser.start()
+    with Memory("w", store=sync_store, lease_timeout=30).turn("queued") as t2:
+        t2.reply("ok")
+    releaser.join()
+    assert free >= 0 and t2.lease_wait_seconds >= 0.25  # the holder kept it 0.3 s
+
+
+def test_async_turn_idempotency_and_lease_wait(url: str) -> None:
+    async def main() -> None:
+        async with await chatkeep.open_async_store(url) as store:
+            mem = AsyncMemory("ai", store=store)
+            async with mem.turn("q", idempotency_key="k") as t:
+                t.reply("a")
+            async with mem.turn("q", idempotency_key="k") as again:
+                again.reply("b")
+            assert t.result is not None and not t.result.replayed
+            assert again.result is not None and again.result.replayed
+            assert [m.text for m in await mem.history()] == ["q", "a"]
+            holder = await store.acquire_lease("ai", owner="other", ttl=30)
+            assert holder is not None
+
+            async def release() -> None:
+                await asyncio.sleep(0.3)
+                await store.release_lease("ai", holder.token)
+
+            task = asyncio.create_task(release())
+            async with mem.turn("queued") as t2:
+                t2.reply("ok")
+            await task
+            assert t.lease_wait_seconds >= 0 and t2.lease_wait_seconds >= 0.25
+
+    asyncio.run(main())

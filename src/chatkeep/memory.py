@@ -178,9 +178,17 @@ class Memory(_MemoryCore):
     def clear(self) -> int:
         return self.store.clear(self.session_id)
 
-    def turn(self, user: str | Message | Mapping[str, Any] | None = None) -> Turn:
-        """A turn under the session's lease: ``with memory.turn("hi") as t: t.reply(...)``."""
-        return Turn(self, _user_message(user))
+    def turn(
+        self,
+        user: str | Message | Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Turn:
+        """A turn under the session's lease: ``with memory.turn("hi") as t: t.reply(...)``.
+
+        With ``idempotency_key`` the turn's append uses it: if a turn with that key was already
+        stored on the session, nothing is stored again and ``turn.result.replayed`` is True."""
+        return Turn(self, _user_message(user), idempotency_key)
 
     def _acquire(self) -> Lease:
         owner = uuid.uuid4().hex
@@ -204,12 +212,20 @@ class Turn:
     ``messages`` is the prompt (system prompt, summary, window, the new user message). Add the
     reply with :meth:`reply` (or tool calls and results with :meth:`add`); on a clean exit the
     user message and everything added are appended in one atomic write. On an exception nothing
-    is written. The lease is released either way.
+    is written. The lease is released either way. ``lease_wait_seconds`` says how long entering
+    the turn waited for the lease (for metrics).
     """
 
-    def __init__(self, memory: Memory, user: Message | None) -> None:
+    def __init__(
+        self, memory: Memory, user: Message | None, idempotency_key: str | None = None
+    ) -> None:
+        if idempotency_key is not None:
+            check_session_id(idempotency_key)  # same rules as the store's: fail before the LLM
         self.memory = memory
         self.user = user
+        self.idempotency_key = idempotency_key
+        #: seconds spent waiting for the session's lease when the turn was entered
+        self.lease_wait_seconds = 0.0
         self.added: list[Message] = []
         self.window: Window | None = None
         self.result: AppendResult | None = None
@@ -217,7 +233,11 @@ class Turn:
 
     def __enter__(self) -> Turn:
         m = self.memory
-        self._lease = m._acquire()
+        started = time.perf_counter()
+        try:
+            self._lease = m._acquire()
+        finally:
+            self.lease_wait_seconds = time.perf_counter() - started
         try:
             extra = [self.user] if self.user else []
             self.window = m.store.window(
@@ -248,7 +268,10 @@ class Turn:
             if t is None and batch:
                 assert self.window is not None
                 self.result = self.memory.store.append(
-                    self.memory.session_id, batch, expect_last_seq=self.window.last_seq
+                    self.memory.session_id,
+                    batch,
+                    idempotency_key=self.idempotency_key,
+                    expect_last_seq=self.window.last_seq,
                 )
         finally:
             self._release()
@@ -297,9 +320,14 @@ class AsyncMemory(_MemoryCore):
     async def clear(self) -> int:
         return await self.store.clear(self.session_id)
 
-    def turn(self, user: str | Message | Mapping[str, Any] | None = None) -> AsyncTurn:
+    def turn(
+        self,
+        user: str | Message | Mapping[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> AsyncTurn:
         """``async with memory.turn("hi") as t: t.reply(await llm(t.messages))``."""
-        return AsyncTurn(self, _user_message(user))
+        return AsyncTurn(self, _user_message(user), idempotency_key)
 
     async def _acquire(self) -> Lease:
         owner = uuid.uuid4().hex
@@ -320,9 +348,16 @@ class AsyncMemory(_MemoryCore):
 class AsyncTurn:
     """The async twin of :class:`Turn`."""
 
-    def __init__(self, memory: AsyncMemory, user: Message | None) -> None:
+    def __init__(
+        self, memory: AsyncMemory, user: Message | None, idempotency_key: str | None = None
+    ) -> None:
+        if idempotency_key is not None:
+            check_session_id(idempotency_key)  # same rules as the store's: fail before the LLM
         self.memory = memory
         self.user = user
+        self.idempotency_key = idempotency_key
+        #: seconds spent waiting for the session's lease when the turn was entered
+        self.lease_wait_seconds = 0.0
         self.added: list[Message] = []
         self.window: Window | None = None
         self.result: AppendResult | None = None
@@ -330,7 +365,11 @@ class AsyncTurn:
 
     async def __aenter__(self) -> AsyncTurn:
         m = self.memory
-        self._lease = await m._acquire()
+        started = time.perf_counter()
+        try:
+            self._lease = await m._acquire()
+        finally:
+            self.lease_wait_seconds = time.perf_counter() - started
         try:
             extra = [self.user] if self.user else []
             self.window = await m.store.window(
@@ -359,7 +398,10 @@ class AsyncTurn:
             if t is None and batch:
                 assert self.window is not None
                 self.result = await self.memory.store.append(
-                    self.memory.session_id, batch, expect_last_seq=self.window.last_seq
+                    self.memory.session_id,
+                    batch,
+                    idempotency_key=self.idempotency_key,
+                    expect_last_seq=self.window.last_seq,
                 )
         finally:
             await self._release()

@@ -171,7 +171,7 @@ def test_health_ready_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready"
-    assert ready["store"] == {"scheme": "sqlite", "ephemeral": False, "synchronous": "full"}
+    assert ready["store"] == {"scheme": "sqlite", "persistent": True}
     client.post("/v1/chat", json={"session_id": "m", "message": "hi"})
     client.get("/v1/sessions/m/window")
     text = client.get("/metrics").text
@@ -181,7 +181,7 @@ def test_health_ready_metrics(client: TestClient) -> None:
         "chatkeep_window_tokens_count 2.0",
         "chatkeep_lease_wait_seconds_count 1.0",
         'chatkeep_http_request_duration_seconds_count{method="GET",'
-        'route="/v1/sessions/{session_id:path}/window"} 1.0',
+        'route="/v1/sessions/{session_id:sid}/window"} 1.0',
     ):
         assert name in text, name
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from chatkeep.memory import AsyncMemory
 from chatkeep.policies.tokens import text_tokens
+from chatkeep.server import paths  # noqa: F401  (registers the "sid" path convertor)
 from chatkeep.server.errors import ApiError
 from chatkeep.server.models import AppendIn, SummaryIn, info_json, stored, summary_json, window_json
 from chatkeep.server.state import state_of, tenant_store
@@ -17,7 +18,7 @@ from chatkeep.validation import check_session_id
 
 router = APIRouter(prefix="/v1")
 StoreDep = Annotated[AsyncStore, Depends(tenant_store)]
-SID = "/sessions/{session_id:path}"
+SID = "/sessions/{session_id:sid}"  # the convertor: chatkeep.server.paths
 
 
 def not_found(session_id: str) -> ApiError:

@@ -89,15 +89,11 @@ def _ops(app: FastAPI) -> None:
         state = state_of(request)
         store = state.store
         assert store is not None
-        backend = getattr(store._backend, "sync", store._backend)
-        durability: dict[str, Any] = {
-            "scheme": store.scheme,
-            "ephemeral": bool(getattr(backend, "ephemeral", False)),
-        }
-        if hasattr(backend, "synchronous"):
-            durability["synchronous"] = str(backend.synchronous).lower()
+        durability: dict[str, Any] = {"scheme": store.scheme}
         try:
             await asyncio.wait_for(store.sessions(limit=1), timeout=5)
+            # read after the store answered: a Redis store learns it on first contact
+            durability["persistent"] = store.persistent
         except Exception as exc:
             return JSONResponse(
                 {

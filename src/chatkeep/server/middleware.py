@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatkeep.server.errors import error_body
 from chatkeep.server.logs import access, new_request_id, reset_request_id, set_request_id
 from chatkeep.server.metrics import Metrics
+from chatkeep.server.paths import keep_encoded_slashes
 
 log = logging.getLogger("chatkeep.server")
 
@@ -42,6 +43,7 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        keep_encoded_slashes(scope)
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))

@@ -76,7 +76,7 @@ async function loadSessions(append = false) {
   $("more-sessions").hidden = !page.next_cursor;
 }
 
-function enc(sid) { return sid.split("/").map(encodeURIComponent).join("/"); }
+function enc(sid) { return encodeURIComponent(sid); }  // %2F keeps a "/" inside the id
 
 async function openSession(sid) {
   state.session = sid;
