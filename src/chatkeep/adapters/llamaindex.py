@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from chatkeep.errors import ConflictError, InvalidInput, MissingDependency
+from chatkeep.errors import InvalidInput, MissingDependency
 
 try:
     from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -57,7 +57,6 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN_LIMIT = 3000
-_REWRITE_ATTEMPTS = 5
 
 # -- one store per (url, tenant) per process ---------------------------------------------------
 _stores_lock = threading.Lock()
@@ -128,23 +127,9 @@ def session_lease(store: Store, key: str, *, ttl: float, timeout: float) -> Iter
 
 
 def rewrite(store: Store, key: str, messages: Sequence[Message]) -> None:
-    """Replace ``key``'s messages with ``messages`` (caller holds the lease).
-
-    The new list is appended in one atomic write right after the clear, with
-    ``expect_last_seq``: a writer that does not take the lease and slips in between makes the
-    append fail, and the replace is retried, so the result is never a mix of old and new.
-    """
-    for _ in range(_REWRITE_ATTEMPTS):
-        store.clear(key)
-        if not messages:
-            return
-        info = store.info(key)
-        try:
-            store.append(key, list(messages), expect_last_seq=info.last_seq if info else 0)
-            return
-        except ConflictError:
-            continue
-    raise ConflictError(f"could not replace the messages of {key!r}: other writers kept appending")
+    """Replace ``key``'s messages with ``messages`` in one atomic write (:meth:`Store.replace`):
+    readers never see the key empty, and a crash leaves the old list or the new one."""
+    store.replace(key, list(messages))
 
 
 class ChatKeepChatStore(BaseChatStore):
