@@ -340,6 +340,10 @@ def main() -> None:
     report["window_flatness"] = w[-1]["chatkeep"]["median_ms"] / w[0]["chatkeep"]["median_ms"]
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     md = render(report) + redis_bench.render(report["redis"])
+    from bench import replace_bench  # Store.replace vs raw sqlite3 and clear + append
+
+    report["replace"] = replace_bench.run(quick)
+    md += "\n" + replace_bench.render(report["replace"])
     if importlib.util.find_spec("llama_index") is not None:  # LlamaIndex memories
         from bench import adapters_llamaindex
 

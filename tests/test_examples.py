@@ -102,6 +102,11 @@ CHECKS = {
         "    r = client.post('/chat', params={'user_id': 'u1', 'text': 'hi'})\n"
         "    assert r.json() == {'messages': n}, r.text\n"
     ),
+    "docs/stores.md": (
+        "assert [m.text for m in store.read('trip')] == "
+        "['Summary: a trip to Oslo', 'And Bergen?']\n"
+        "assert [m.seq for m in result.messages] == [1, 2]\n"
+    ),
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()

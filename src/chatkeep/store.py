@@ -131,6 +131,18 @@ class _StoreCore:
         tok = self._tokenizer
         return [NewRow(m, b, message_tokens(tok, m)) for m, b in zip(batch, bodies, strict=True)]
 
+    def _replace_rows(self, messages: MessagesIn, expect_last_seq: int | None) -> list[NewRow]:
+        """The new list of a replace: may be empty, and is checked in ``max_batch`` chunks
+        (a replace writes a whole conversation, so only each message's size is limited)."""
+        self._check_append_args(None, expect_last_seq)
+        batch = as_message_list(messages)
+        step = self.limits.max_batch
+        bodies = [
+            b for i in range(0, len(batch), step) for b in self.limits.check(batch[i : i + step])
+        ]
+        tok = self._tokenizer
+        return [NewRow(m, b, message_tokens(tok, m)) for m, b in zip(batch, bodies, strict=True)]
+
     @staticmethod
     def _check_append_args(idempotency_key: str | None, expect_last_seq: int | None) -> None:
         if idempotency_key is not None:
@@ -263,6 +275,24 @@ class Store(_StoreCore):
         check_session_id(session_id)
         self._ready()
         return self._backend.clear(self._tenant, session_id)
+
+    def replace(
+        self, session_id: str, messages: MessagesIn, *, expect_last_seq: int | None = None
+    ) -> AppendResult:
+        """Atomically make ``messages`` the session's whole list (``[]`` empties it).
+
+        Readers see the old list or the new one, never an empty or mixed one, and a crash
+        leaves one of the two. Seqs restart at 1 (as after :meth:`clear`); the summary and
+        idempotency keys go, metadata and expiry stay; the session is created if needed. Bad
+        input stores nothing. With ``expect_last_seq`` that no longer matches the old list,
+        :class:`~chatkeep.errors.ConflictError` is raised and nothing changes.
+        """
+        check_session_id(session_id)
+        rows = self._replace_rows(messages, expect_last_seq)
+        self._ready()
+        return self._backend.replace(
+            self._tenant, session_id, rows, expect_last_seq=expect_last_seq
+        )
 
     def delete(self, session_id: str) -> bool:
         """Delete the session and everything in it; True if it existed."""
@@ -468,6 +498,16 @@ class AsyncStore(_StoreCore):
         check_session_id(session_id)
         self._ready()
         return await self._backend.clear(self._tenant, session_id)
+
+    async def replace(
+        self, session_id: str, messages: MessagesIn, *, expect_last_seq: int | None = None
+    ) -> AppendResult:
+        check_session_id(session_id)
+        rows = self._replace_rows(messages, expect_last_seq)
+        self._ready()
+        return await self._backend.replace(
+            self._tenant, session_id, rows, expect_last_seq=expect_last_seq
+        )
 
     async def delete(self, session_id: str) -> bool:
         check_session_id(session_id)

@@ -25,9 +25,9 @@ import contextvars
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
-from chatkeep.errors import ConflictError, InvalidInput, MissingDependency
+from chatkeep.errors import InvalidInput, MissingDependency
 
 try:
     from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -41,9 +41,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "the LlamaIndex adapter needs llama-index-core: pip install 'chatkeep[llamaindex]'"
     ) from exc
 
+from chatkeep.adapters.llamaindex_async import AsyncChatOps, AsyncOnly
 from chatkeep.adapters.llamaindex_convert import from_chatkeep, to_chatkeep
 from chatkeep.memory import Memory, default_store
-from chatkeep.store import Store
+from chatkeep.store import AsyncStore, Store
 from chatkeep.stores import default_url, open_store
 from chatkeep.types import Message, StoredMessage
 from chatkeep.validation import check_session_id
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 DEFAULT_TOKEN_LIMIT = 3000
-_REWRITE_ATTEMPTS = 5
 
 # -- one store per (url, tenant) per process ---------------------------------------------------
 _stores_lock = threading.Lock()
@@ -96,7 +96,7 @@ def _resolve(store: Store | str | None, tenant: str | None) -> Store:
         return shared_store(store, tenant or "default")
     raise InvalidInput(
         f"store must be a chatkeep Store or a store URL, got {type(store).__name__} "
-        "(async apps: pass the URL; the async methods never block the event loop)"
+        "(async apps: pass an AsyncStore to ChatKeepChatStore, or the URL)"
     )
 
 
@@ -128,23 +128,9 @@ def session_lease(store: Store, key: str, *, ttl: float, timeout: float) -> Iter
 
 
 def rewrite(store: Store, key: str, messages: Sequence[Message]) -> None:
-    """Replace ``key``'s messages with ``messages`` (caller holds the lease).
-
-    The new list is appended in one atomic write right after the clear, with
-    ``expect_last_seq``: a writer that does not take the lease and slips in between makes the
-    append fail, and the replace is retried, so the result is never a mix of old and new.
-    """
-    for _ in range(_REWRITE_ATTEMPTS):
-        store.clear(key)
-        if not messages:
-            return
-        info = store.info(key)
-        try:
-            store.append(key, list(messages), expect_last_seq=info.last_seq if info else 0)
-            return
-        except ConflictError:
-            continue
-    raise ConflictError(f"could not replace the messages of {key!r}: other writers kept appending")
+    """Replace ``key``'s messages with ``messages`` in one atomic write (:meth:`Store.replace`):
+    readers never see the key empty, and a crash leaves the old list or the new one."""
+    store.replace(key, list(messages))
 
 
 class ChatKeepChatStore(BaseChatStore):
@@ -164,7 +150,8 @@ class ChatKeepChatStore(BaseChatStore):
 
     Writes that rewrite the list (set, insert, delete at a position) run under the session's
     chatkeep lease, as do appends, so they serialize across threads, processes and machines.
-    The ``a*`` methods run the same code in a worker thread: they never block the event loop.
+    The ``a*`` methods run the same code in a worker thread (they never block the event loop),
+    or natively when the chat store was built over an ``AsyncStore``.
     """
 
     url: str = Field(default="", description="The chatkeep store URL (without password).")
@@ -177,12 +164,26 @@ class ChatKeepChatStore(BaseChatStore):
     )
 
     _store: Store = PrivateAttr()
+    _async: AsyncChatOps | None = PrivateAttr(default=None)
 
     def __init__(
-        self, store: Store | str | None = None, *, tenant: str | None = None, **data: Any
+        self,
+        store: Store | AsyncStore | str | None = None,
+        *,
+        tenant: str | None = None,
+        **data: Any,
     ) -> None:
         url = data.pop("url", None)
-        resolved = _resolve(store if store is not None else url, tenant or data.pop("tenant", None))
+        tenant = tenant or data.pop("tenant", None)
+        if isinstance(store, AsyncStore):  # the a* methods run natively; sync calls explain
+            astore = store.with_tenant(tenant) if tenant and tenant != store.tenant else store
+            super().__init__(url=astore.url, tenant=astore.tenant, **data)  # type: ignore[call-arg]
+            self._store = cast(Store, AsyncOnly())
+            self._async = AsyncChatOps(
+                astore, ttl=self.lease_ttl, timeout=self.lease_timeout, held=_held
+            )
+            return
+        resolved = _resolve(store if store is not None else url, tenant)
         super().__init__(url=resolved.url, tenant=resolved.tenant, **data)  # type: ignore[call-arg]
         self._store = resolved
 
@@ -277,31 +278,47 @@ class ChatKeepChatStore(BaseChatStore):
         popped = self._store.pop(key)
         return from_chatkeep(popped) if popped is not None else None
 
-    # -- async twins: the same code in a worker thread -------------------------------------
+    # -- async twins: native over an AsyncStore, else the same code in a worker thread -------
     async def aset_messages(self, key: str, messages: list[ChatMessage]) -> None:
+        if self._async is not None:
+            return await self._async.set_messages(key, self._convert(messages))
         await asyncio.to_thread(self.set_messages, key, messages)
 
     async def aget_messages(self, key: str) -> list[ChatMessage]:
+        if self._async is not None:
+            return await self._async.get_messages(key)
         return await asyncio.to_thread(self.get_messages, key)
 
     async def async_add_message(
         self, key: str, message: ChatMessage, idx: int | None = None
     ) -> None:
+        if self._async is not None:
+            return await self._async.add_message(key, message, idx)
         await asyncio.to_thread(self.add_message, key, message, idx)
 
     async def aadd_messages(self, key: str, messages: list[ChatMessage]) -> None:
+        if self._async is not None:
+            return await self._async.add_messages(key, self._convert(messages))
         await asyncio.to_thread(self.add_messages, key, messages)
 
     async def adelete_messages(self, key: str) -> list[ChatMessage] | None:
+        if self._async is not None:
+            return await self._async.delete_messages(key)
         return await asyncio.to_thread(self.delete_messages, key)
 
     async def adelete_message(self, key: str, idx: int) -> ChatMessage | None:
+        if self._async is not None:
+            return await self._async.delete_message(key, idx)
         return await asyncio.to_thread(self.delete_message, key, idx)
 
     async def adelete_last_message(self, key: str) -> ChatMessage | None:
+        if self._async is not None:
+            return await self._async.delete_last_message(key)
         return await asyncio.to_thread(self.delete_last_message, key)
 
     async def aget_keys(self) -> list[str]:
+        if self._async is not None:
+            return await self._async.get_keys()
         return await asyncio.to_thread(self.get_keys)
 
 

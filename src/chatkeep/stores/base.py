@@ -76,6 +76,18 @@ class Backend(Protocol):
     ) -> Window: ...
     def pop(self, tenant: str, session_id: str) -> StoredMessage | None: ...
     def clear(self, tenant: str, session_id: str) -> int: ...
+    def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        """Atomically make ``rows`` the session's whole list (seqs restart at 1, like after
+        ``clear``); drops the summary and idempotency keys, keeps metadata and expiry, creates
+        the session if needed. ``expect_last_seq`` is checked against the old list."""
+
     def delete(self, tenant: str, session_id: str) -> bool: ...
     def sessions(
         self, tenant: str, *, prefix: str | None, limit: int, cursor: str | None
@@ -128,6 +140,14 @@ class AsyncBackend(Protocol):
     ) -> Window: ...
     async def pop(self, tenant: str, session_id: str) -> StoredMessage | None: ...
     async def clear(self, tenant: str, session_id: str) -> int: ...
+    async def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult: ...
     async def delete(self, tenant: str, session_id: str) -> bool: ...
     async def sessions(
         self, tenant: str, *, prefix: str | None, limit: int, cursor: str | None
@@ -160,6 +180,7 @@ PRIMITIVES: tuple[str, ...] = (
     "window",
     "pop",
     "clear",
+    "replace",
     "delete",
     "sessions",
     "info",

@@ -20,6 +20,7 @@ Records: every change is one appended line, a JSON object whose ``k`` says what 
     b      a batch of messages [seq, role, tokens, id, created_at, body] + idempotency key;
            one line, so an append is all or nothing
     pop    the newest message was removed       clear   every message and the summary were
+    r      replace: a clear and a (possibly empty) batch together, so a replace is one line
     meta   new metadata    exp   new expiry     sum     a new running summary
 
 Durability: a line is written with one ``os.write`` on an ``O_APPEND`` descriptor and is
@@ -536,6 +537,30 @@ class FileBackend:
         return self._write(
             tenant, session_id, "clearing", change, lambda _: count[0] if count else 0
         )
+
+    def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        def change(state: _State | None) -> list[str] | None:
+            check_expected(session_id, expect_last_seq, state.last_seq if state else 0)
+            batch = ",".join(
+                f"[{1 + i},{_dumps(r.message.role)},{r.tokens},{_dumps(new_id())},"
+                f"{_dumps(ts(r.message.created_at))},{r.body.decode()}]"
+                for i, r in enumerate(rows)
+            )
+            return [f'{{"k":"r","m":[{batch}],"i":null,"at":{_dumps(ts(utcnow()))}}}']
+
+        def finish(state: _State | None) -> AppendResult:
+            assert state is not None
+            new = tuple(state.messages)
+            return AppendResult(session_id, 1, len(new), new)
+
+        return self._write(tenant, session_id, "replacing", change, finish)
 
     def delete(self, tenant: str, session_id: str) -> bool:
         path, lock = self._paths(tenant, session_id)

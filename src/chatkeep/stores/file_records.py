@@ -97,10 +97,15 @@ class _State:
             if not isinstance(tenant, str) or not isinstance(sid, str) or not sid:
                 raise ValueError("bad header")
             self.tenant, self.session_id, self.created_at = tenant, sid, at
-        elif kind == "b":
-            first = self.last_seq + 1
-            if not rec["m"]:
+        elif kind in ("b", "r"):
+            if kind == "r":  # replace: a clear and a (possibly empty) batch in one record
+                self.dead += len(self.messages) + 1
+                self.messages.clear()
+                self.idempotency.clear()
+                self.summary = None
+            elif not rec["m"]:
                 raise ValueError("empty message batch")
+            first = self.last_seq + 1
             for i, row in enumerate(rec["m"]):
                 seq, role, tokens, msg_id, created, body = row
                 content = body.get("content", "")

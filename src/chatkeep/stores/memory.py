@@ -187,6 +187,27 @@ class MemoryBackend:
             s.updated_at = utcnow()
             return n
 
+    def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        with self._lock:
+            s = self._get_or_create(tenant, session_id)
+            check_expected(session_id, expect_last_seq, s.last_seq)
+            new = [
+                stored(r.message, session_id=session_id, seq=1 + i, tokens=r.tokens)
+                for i, r in enumerate(rows)
+            ]
+            s.messages = new
+            s.idempotency.clear()
+            s.summary = None
+            s.updated_at = utcnow()
+            return AppendResult(session_id, 1, len(new), tuple(new))
+
     def delete(self, tenant: str, session_id: str) -> bool:
         with self._lock:
             self._leases.pop((tenant, session_id), None)

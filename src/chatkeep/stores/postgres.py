@@ -219,6 +219,18 @@ class PostgresBackend:
     def clear(self, tenant: str, session_id: str) -> int:
         return self._run(lambda: ops.clear(self.sql, tenant, session_id), tx=True)  # type: ignore[no-any-return]
 
+    def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        return self._run(  # type: ignore[no-any-return]
+            lambda: ops.replace(self.sql, tenant, session_id, rows, expect_last_seq), tx=True
+        )
+
     def delete(self, tenant: str, session_id: str) -> bool:
         return self._run(lambda: ops.delete(self.sql, tenant, session_id), tx=True)  # type: ignore[no-any-return]
 

@@ -185,6 +185,18 @@ class AsyncPostgresBackend:
     async def clear(self, tenant: str, session_id: str) -> int:
         return await self._run(lambda: ops.clear(self.sql, tenant, session_id), tx=True)  # type: ignore[no-any-return]
 
+    async def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        return await self._run(  # type: ignore[no-any-return]
+            lambda: ops.replace(self.sql, tenant, session_id, rows, expect_last_seq), tx=True
+        )
+
     async def delete(self, tenant: str, session_id: str) -> bool:
         return await self._run(lambda: ops.delete(self.sql, tenant, session_id), tx=True)  # type: ignore[no-any-return]
 

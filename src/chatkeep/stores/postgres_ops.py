@@ -397,6 +397,31 @@ def clear(s: Sql, tenant: str, session_id: str) -> Op:
     return int(row[4])
 
 
+def replace(
+    s: Sql, tenant: str, session_id: str, rows: list[NewRow], expect_last_seq: int | None
+) -> Op:
+    """Inside one transaction, under the session row lock: the new list, seqs from 1, running
+    token totals recomputed from 0; summary and idempotency keys dropped."""
+    batch = _batch(rows)
+    row = yield from _fresh_session(s, tenant, session_id)
+    pk = row[0]
+    check_expected(session_id, expect_last_seq, int(row[5]))
+    yield Q(s.q("DELETE FROM {s}.ck_messages WHERE session_pk = %s"), (pk,), "none")
+    yield Q(s.q("DELETE FROM {s}.ck_idempotency WHERE session_pk = %s"), (pk,), "none")
+    if rows:
+        yield Q(s.insert_messages, {**batch, "pk": pk, "base": 0, "tbase": 0}, "none")
+    yield Q(
+        s.q(
+            "UPDATE {s}.ck_sessions SET last_seq = %(n)s, message_count = %(n)s, "
+            "total_tokens = %(added)s, summary = NULL, summary_seq = 0, summary_tokens = 0, "
+            "summary_at = NULL, last_user_seq = %(lu)s, updated_at = %(now)s WHERE pk = %(pk)s"
+        ),
+        {"n": batch["n"], "added": batch["added"], "lu": batch["lu"], "now": utcnow(), "pk": pk},
+        "none",
+    )
+    return _result(session_id, rows, 0, batch["ids"])
+
+
 def delete(s: Sql, tenant: str, session_id: str) -> Op:
     args = _args(tenant, session_id)
     yield Q(s.q(f"DELETE FROM {{s}}.ck_leases {BY_ID}"), args, "none")

@@ -207,6 +207,29 @@ class AsyncRedisBackend:
             )
         )
 
+    async def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        ids = [new_id() for _ in rows]
+        args = rk.append_args(utcnow(), rows, ids, None, expect_last_seq)
+
+        async def go(r: Any) -> Any:
+            reply = await self._eval(r, SCRIPTS["replace"], keys, args)
+            if reply[0] == 2:
+                await self._index(r, tenant, session_id, reply[2])
+            return reply
+
+        keys = self.keys.session(tenant, session_id)
+        reply = await self._run(go, retry=False)
+        if reply[0] == 1:
+            raise rk.check_conflict(session_id, expect_last_seq, int(reply[1]))
+        return rk.append_result(session_id, rows, ids, reply)
+
     async def delete(self, tenant: str, session_id: str) -> bool:
         async def go(r: Any) -> bool:
             keys = self.keys.session(tenant, session_id)

@@ -233,6 +233,44 @@ redis.call('HSET', M, 'last', 0, 'total', 0, 'systok', 0, 'sumseq', 0, 'updated'
 return last
 """
 
+# ARGV: as APPEND (the idempotency key slot is ignored). Replies {1, last} (conflict) or
+# {2, 1, unindexed} (stored). Clear and rebuild in one script: readers never see an empty list;
+# the sorted sets are rebuilt from seq 1, the expiry (TTL) and metadata are kept.
+REPLACE = r"""
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', M, 'last', 'expms', 'ix')
+local exists = h[1] ~= false
+if exists and h[2] ~= '' and tonumber(h[2]) <= now then
+  redis.call('DEL', unpack(DATA))
+  exists = false
+end
+local last, exp, ix = 0, '', false
+if exists then last, exp, ix = tonumber(h[1]), h[2], h[3] end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= last then return {1, last} end
+if not exists then create(ARGV[2]) end
+redis.call('DEL', MS, P, Y, U, I, J)
+redis.call('HDEL', M, 'sumtext', 'sumtok', 'sumat')
+local total, systok = 0, 0
+local n = tonumber(ARGV[5])
+for k = 1, n do
+  local b = 5 + 3 * (k - 1)
+  local role, tok = ARGV[b + 1], tonumber(ARGV[b + 2])
+  redis.call('HSET', MS, k, ARGV[b + 3])
+  redis.call('ZADD', P, total, k)
+  if role == 'user' then
+    redis.call('ZADD', U, k, k)
+  elseif role == 'system' or role == 'developer' then
+    redis.call('ZADD', Y, k, k)
+    systok = systok + tok
+  end
+  total = total + tok
+end
+redis.call('HSET', M, 'last', n, 'total', total, 'systok', systok, 'sumseq', 0,
+           'updated', ARGV[2])
+if exp ~= '' then ttl() end
+return {2, 1, ix == '1' and 0 or 1}
+"""
+
 # Replies 1 when the session existed. Deletes its leases too.
 DELETE = r"""
 local existed = redis.call('EXISTS', M)
@@ -332,6 +370,7 @@ SCRIPTS: dict[str, Script] = {
     "window": _session_script("window", WINDOW),
     "pop": _session_script("pop", POP),
     "clear": _session_script("clear", CLEAR),
+    "replace": _session_script("replace", REPLACE),
     "delete": _session_script("delete", DELETE),
     "purge": _session_script("purge", PURGE),
     "update": _session_script("update", UPDATE),

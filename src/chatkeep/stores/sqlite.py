@@ -515,6 +515,64 @@ class SQLiteBackend:
 
         return self._write(go)
 
+    def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        n = len(rows)
+        last_user = next(
+            (n - i for i, r in enumerate(reversed(rows)) if r.message.role == "user"), 0
+        )
+
+        def go(conn: sqlite3.Connection) -> AppendResult:
+            # One BEGIN IMMEDIATE transaction: readers see the old list or the new one.
+            now = ts(utcnow())
+            s = self._session_for_write(conn, tenant, session_id, now)
+            check_expected(session_id, expect_last_seq, s[5])
+            pk = s[0]
+            conn.execute("DELETE FROM ck_messages WHERE session_pk = ?", (pk,))
+            conn.execute("DELETE FROM ck_idempotency WHERE session_pk = ?", (pk,))
+            params = []
+            ids = []
+            total = 0
+            for i, r in enumerate(rows):
+                ids.append(new_id())
+                params.append(
+                    (
+                        pk,
+                        1 + i,
+                        ids[-1],
+                        r.message.role,
+                        r.tokens,
+                        total,
+                        ts(r.message.created_at),
+                        r.body.decode(),
+                    )
+                )
+                total += r.tokens
+            conn.executemany(
+                "INSERT INTO ck_messages (session_pk, seq, id, role, tokens, prefix_tokens, "
+                "created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            conn.execute(
+                "UPDATE ck_sessions SET last_seq = ?, message_count = ?, total_tokens = ?, "
+                "summary = NULL, summary_seq = 0, summary_tokens = 0, summary_at = NULL, "
+                "last_user_seq = ?, updated_at = ? WHERE pk = ?",
+                (n, n, total, last_user, now, pk),
+            )
+            done = tuple(
+                stored(r.message, session_id=session_id, seq=1 + i, tokens=r.tokens, msg_id=ids[i])
+                for i, r in enumerate(rows)
+            )
+            return AppendResult(session_id, 1, n, done)
+
+        return self._write(go)
+
     def delete(self, tenant: str, session_id: str) -> bool:
         def go(conn: sqlite3.Connection) -> bool:
             row = conn.execute(

@@ -125,6 +125,18 @@ class ThreadedAsyncBackend:
     async def clear(self, tenant: str, session_id: str) -> int:
         return await self._call(True, self.sync.clear, tenant, session_id)
 
+    async def replace(
+        self,
+        tenant: str,
+        session_id: str,
+        rows: list[NewRow],
+        *,
+        expect_last_seq: int | None,
+    ) -> AppendResult:
+        return await self._call(
+            True, self.sync.replace, tenant, session_id, rows, expect_last_seq=expect_last_seq
+        )
+
     async def delete(self, tenant: str, session_id: str) -> bool:
         return await self._call(True, self.sync.delete, tenant, session_id)
 
