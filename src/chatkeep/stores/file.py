@@ -70,6 +70,7 @@ from chatkeep.stores._common import (
     new_id,
     ts,
 )
+from chatkeep.stores._detach import detach_all, detach_result, detach_window
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.file_records import (
     FORMAT,
@@ -475,10 +476,10 @@ class FileBackend:
 
         def finish(state: _State | None) -> AppendResult:
             if replay:
-                return replay[0]
+                return detach_result(replay[0])
             assert state is not None
             new = tuple(state.messages[-len(rows) :])
-            return AppendResult(session_id, new[0].seq, new[-1].seq, new)
+            return detach_result(AppendResult(session_id, new[0].seq, new[-1].seq, new))
 
         return self._write(tenant, session_id, "appending to", change, finish)
 
@@ -495,7 +496,7 @@ class FileBackend:
                 return rows[max(after_seq, len(rows) - limit) :]
             return rows[after_seq : after_seq + limit]
 
-        return self._read(tenant, session_id, "reading", fn)
+        return detach_all(self._read(tenant, session_id, "reading", fn))
 
     def window(
         self, tenant: str, session_id: str, *, budget: int, pin_system: bool, reserve: int
@@ -509,7 +510,7 @@ class FileBackend:
                 reserve=reserve,
             )
 
-        return self._read(tenant, session_id, "windowing", fn)
+        return detach_window(self._read(tenant, session_id, "windowing", fn))
 
     def pop(self, tenant: str, session_id: str) -> StoredMessage | None:
         popped: list[StoredMessage] = []
