@@ -9,6 +9,7 @@ parts. A plain text message (the hot path of every window) has none and is retur
 
 from __future__ import annotations
 
+import marshal
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -33,18 +34,29 @@ def copy_json(value: Any) -> Any:
     return value
 
 
+def _clone(value: Any) -> Any:
+    try:
+        return marshal.loads(marshal.dumps(value))
+    except ValueError:  # a str/int subclass (an enum member, say): the pure-Python copy
+        return copy_json(value)
+
+
 def detach(m: StoredMessage) -> StoredMessage:
     """``m`` with its own copies of every mutable field (``m`` itself when it has none)."""
     if type(m.content) is str and m.tool_calls is None and not m.metadata and m.payload is None:
         return m
+    # one C-level round trip copies all four (JSON values only: dicts, lists, scalars)
+    content, tool_calls, metadata, payload = _clone(
+        (m.content, m.tool_calls, m.metadata, m.payload)
+    )
     body: JSONObject = {
-        "content": copy_json(m.content),
+        "content": content,
         "name": m.name,
-        "tool_calls": copy_json(m.tool_calls),
+        "tool_calls": tool_calls,
         "tool_call_id": m.tool_call_id,
-        "metadata": copy_json(m.metadata),
+        "metadata": metadata,
         "format": m.format,
-        "payload": copy_json(m.payload),
+        "payload": payload,
     }
     return stored_from_row(m.session_id, m.seq, m.role, m.tokens, m.id, m.created_at, body)
 
