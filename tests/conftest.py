@@ -127,16 +127,3 @@ def store(open_any: Callable[..., Any]) -> Store:
     """A fresh store: every backend x {sync, async}."""
     s: Store = open_any()
     return s
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _frameworks_imported_but_no_server_running() -> Iterator[None]:
-    """Adapter tests import frameworks at collection (the Agents SDK imports uvicorn; the
-    Streamlit adapter imports streamlit), yet no server runs in the pytest process, so
-    memory:// must not warn here. Its warning is tested in subprocesses (test_warnings.py)."""
-    import chatkeep.store
-
-    saved = chatkeep.store._SERVER_MODULES
-    chatkeep.store._SERVER_MODULES = ()
-    yield
-    chatkeep.store._SERVER_MODULES = saved

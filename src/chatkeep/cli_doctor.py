@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from chatkeep.doctor import report
 from chatkeep.doctor.diagnostic import RULES
 from chatkeep.doctor.runner import check_paths, iter_files
+from chatkeep.doctor.stores import check_store
 from chatkeep.errors import InvalidInput
 
 FORMATS = ("text", "json", "sarif")
@@ -29,10 +31,17 @@ def _codes(values: list[str] | None, option: str) -> list[str]:
     return codes
 
 
+def _wanted(code: str, chosen: list[str], skipped: list[str]) -> bool:
+    return (not chosen or any(code.startswith(c) for c in chosen)) and not any(
+        code.startswith(c) for c in skipped
+    )
+
+
 def doctor(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files and directories to check (Python and config).")
-    ],
+        list[Path] | None,
+        typer.Argument(help="Files and directories to check (Python and config)."),
+    ] = None,
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="text, json or sarif (SARIF 2.1.0).")
     ] = "text",
@@ -50,13 +59,26 @@ def doctor(
     fix_hints: Annotated[
         bool, typer.Option("--fix-hints", help="Show how to fix each finding the chatkeep way.")
     ] = False,
+    store: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--store",
+            help="Also open this store URL (never writing) and report CK201 if it is not "
+            "durable, CK202 if unreachable; repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Find the lifecycle mistakes that make chat memory forget. Reads code, never runs it.
 
     Exit status: 0 clean, 1 problems found, 2 usage error.
 
     Example: chatkeep doctor app/ Procfile --format sarif > doctor.sarif
+
+    Example: chatkeep doctor --store redis://localhost:6379/0
     """
+    paths = paths or []
+    if not paths and not store:
+        raise InvalidInput("give files or directories to check, or --store URL")
     if output_format not in FORMATS:
         raise InvalidInput(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     chosen, skipped = _codes(select, "--select"), _codes(ignore, "--ignore")
@@ -82,6 +104,9 @@ def doctor(
             exclude=exclude or (),
             progress=lambda _path: bar.advance(task),
         )
+    store_diags = [d for d in map(check_store, store or []) if d is not None]
+    store_diags = [d for d in store_diags if _wanted(d.code, chosen, skipped)]
+    result = dataclasses.replace(result, diagnostics=[*result.diagnostics, *store_diags])
     elapsed = time.perf_counter() - started
     if output_format == "json":
         sys.stdout.write(

@@ -10,7 +10,6 @@ as :class:`chatkeep.Memory` are cheap views that own nothing.
 from __future__ import annotations
 
 import enum
-import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+from chatkeep._serving import serving_under
 from chatkeep.errors import EphemeralStoreWarning, InvalidInput, StoreClosed
 from chatkeep.policies.tokens import message_tokens, text_tokens
 from chatkeep.stores.base import UNSET, AsyncBackend, Backend, NewRow, _Unset
@@ -39,7 +39,6 @@ from chatkeep.validation import Limits, check_session_id, check_tenant
 
 MessagesIn = Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
 DEFAULT_TENANT = "default"
-_SERVER_MODULES = ("uvicorn", "gunicorn", "hypercorn", "streamlit", "flask", "django")
 
 
 class _State(enum.Enum):
@@ -115,10 +114,10 @@ class _StoreCore:
     def _warn_if_ephemeral(self) -> None:
         if not self._backend.ephemeral:
             return
-        running = [m for m in _SERVER_MODULES if m in sys.modules]
-        if running:
+        server = serving_under()
+        if server is not None:
             warnings.warn(
-                f"memory:// keeps conversations in this process only; under {running[0]} a "
+                f"memory:// keeps conversations in this process only; under {server} a "
                 "reload, a second worker or a restart loses them. Use sqlite:///chatkeep.db "
                 "(the default) or another durable store.",
                 EphemeralStoreWarning,

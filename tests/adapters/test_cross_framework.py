@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 
 import chatkeep
 from chatkeep import Message
 from chatkeep.adapters.langchain import ChatKeepMessageHistory
+from chatkeep.adapters.llamaindex import ChatKeepChatStore
 from chatkeep.adapters.openai_agents import ChatKeepSession
 
 Neutral = tuple[str, str, tuple[tuple[str, str, str], ...], str | None]
@@ -145,6 +147,45 @@ def agents_neutral(items: list[Any]) -> list[Neutral]:
     return out
 
 
+# -- LlamaIndex (ChatKeepChatStore) --------------------------------------------------------
+def li_native() -> list[ChatMessage]:
+    return [
+        ChatMessage(role=MessageRole.SYSTEM, content="Be brief."),
+        ChatMessage(role=MessageRole.USER, content="Weather in Paris?"),
+        ChatMessage(
+            role=MessageRole.ASSISTANT,
+            blocks=[
+                ToolCallBlock(
+                    tool_call_id="call-1", tool_name="weather", tool_kwargs={"city": "Paris"}
+                )
+            ],
+        ),
+        ChatMessage(
+            role=MessageRole.TOOL,
+            content="sunny",
+            additional_kwargs={"tool_call_id": "call-1", "name": "weather"},
+        ),
+        ChatMessage(role=MessageRole.ASSISTANT, blocks=[TextBlock(text="It is sunny in Paris.")]),
+        ChatMessage(role=MessageRole.USER, content="Thanks!"),
+    ]
+
+
+def li_neutral(messages: list[Any]) -> list[Neutral]:
+    out: list[Neutral] = []
+    for m in messages:
+        kw = m.additional_kwargs
+        calls = tuple(
+            (b.tool_call_id, b.tool_name, _args(b.tool_kwargs))
+            for b in m.blocks
+            if isinstance(b, ToolCallBlock)
+        ) + tuple(
+            (c["id"], c["function"]["name"], _args(c["function"]["arguments"]))
+            for c in kw.get("tool_calls") or []
+        )
+        out.append((m.role.value, m.content or "", calls, kw.get("tool_call_id")))
+    return out
+
+
 FRAMEWORKS = [
     Framework(
         "chatkeep",
@@ -159,6 +200,13 @@ FRAMEWORKS = [
         lambda store, sid, msgs: ChatKeepMessageHistory(sid, store=store).add_messages(msgs),
         lambda store, sid: ChatKeepMessageHistory(sid, store=store).messages,
         lc_neutral,
+    ),
+    Framework(
+        "llamaindex",
+        li_native,
+        lambda store, sid, msgs: ChatKeepChatStore(store).add_messages(sid, msgs),
+        lambda store, sid: ChatKeepChatStore(store).get_messages(sid),
+        li_neutral,
     ),
     Framework(
         "openai-agents",
@@ -206,9 +254,10 @@ def test_read_back_exactly_through_its_own_adapter(
 
 
 def test_a_conversation_continued_by_every_framework_in_turn(sync_store: chatkeep.Store) -> None:
-    """LangChain writes a turn, the Agents SDK the next, plain chatkeep the next; each reader
-    sees all of it, in order."""
-    ChatKeepMessageHistory("mixed", store=sync_store).add_messages(lc_native()[:4])
+    """LangChain writes a turn, LlamaIndex the tool result, the Agents SDK the next, plain
+    chatkeep the next; each reader sees all of it, in order."""
+    ChatKeepMessageHistory("mixed", store=sync_store).add_messages(lc_native()[:3])
+    ChatKeepChatStore(sync_store).add_messages("mixed", li_native()[3:4])
     asyncio.run(ChatKeepSession("mixed", store=sync_store).add_items(agents_native()[4:5]))
     sync_store.append("mixed", ck_native()[5:])
     for fw in FRAMEWORKS:

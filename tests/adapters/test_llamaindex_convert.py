@@ -196,3 +196,17 @@ def test_unknown_payloads_are_refused_not_skipped() -> None:
     unknown_block = {**stored.payload, "blocks": [{"block_type": "hologram"}]}
     with pytest.raises(CorruptRecord, match="hologram"):
         from_chatkeep(Message("user", "x", format="llamaindex", payload=unknown_block))
+
+
+def test_a_tool_call_only_assistant_message_has_empty_text_not_an_empty_parts_list() -> None:
+    # other readers (LangChain renders content with str()) saw "[]" for such a message
+    call = ToolCallBlock(tool_call_id="c1", tool_name="weather", tool_kwargs={"city": "Oslo"})
+    msg = to_chatkeep(ChatMessage(role=MessageRole.ASSISTANT, blocks=[call]))
+    assert msg.content == "" and msg.text == ""
+    assert msg.tool_calls == [
+        {
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+        }
+    ]

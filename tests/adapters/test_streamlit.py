@@ -7,6 +7,8 @@ cached store is shared); a server restart is a new AppTest in a brand-new Python
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import chatkeep
 from adapters.support import durable, run_py
 from chatkeep.adapters import streamlit as ck
 
@@ -21,9 +24,14 @@ EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "streamlit_chat
 
 
 @pytest.fixture(autouse=True)
-def store_url(url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def store_url(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("CHATKEEP_URL", url)
-    return url
+    with warnings.catch_warnings():
+        if url.startswith("memory://"):
+            # AppTest runs a real Streamlit app, where memory:// rightly warns (and pytest
+            # makes chatkeep's warnings errors); tests/test_warnings.py proves that warning
+            warnings.filterwarnings("ignore", category=chatkeep.EphemeralStoreWarning)
+        yield url
 
 
 def chat(at: AppTest) -> list[tuple[str, str]]:

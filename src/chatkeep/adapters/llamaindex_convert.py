@@ -242,7 +242,7 @@ def _content(message: ChatMessage) -> str | list[JSONObject]:
             if isinstance(text, str):
                 part["text"] = text
             parts.append(part)
-    if parts and all(p["type"] == "text" for p in parts):
+    if all(p["type"] == "text" for p in parts):  # also no parts at all (only tool calls): ""
         return "\n".join(p["text"] for p in parts)
     return parts
 

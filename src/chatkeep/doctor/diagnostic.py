@@ -171,5 +171,29 @@ RULES: dict[str, Rule] = {
             "        yield\n"
             "        await app.state.store.close()",
         ),
+        Rule(
+            "CK201",
+            "store-not-durable",
+            "error",
+            "a store whose data does not survive a restart (memory://, Redis without AOF/RDB)",
+            "use sqlite:///chatkeep.db, postgresql:// or a Redis server with appendonly yes "
+            "(or save) enabled",
+            "Found by `chatkeep doctor --store URL`, which opens the store without writing. "
+            "memory:// lives in one process; a Redis server with neither AOF nor RDB snapshots "
+            "loses every conversation when it restarts. Turn persistence on:\n"
+            "    redis-cli CONFIG SET appendonly yes   # and in redis.conf\n"
+            "or use a durable store: chatkeep.open_store('sqlite:///chatkeep.db').",
+        ),
+        Rule(
+            "CK202",
+            "store-unreachable",
+            "error",
+            "a store that could not be opened (server down, bad URL, missing file)",
+            "check the URL, that the server is running and reachable, and the credentials; a "
+            "SQLite file or file:// directory must exist (the doctor never creates one)",
+            "Found by `chatkeep doctor --store URL`. The message carries the driver's error "
+            "(the password in the URL is redacted). Fix the URL or start the server, then run "
+            "the doctor again.",
+        ),
     )
 }

@@ -71,6 +71,7 @@ from chatkeep.stores._common import (
     new_id,
     ts,
 )
+from chatkeep.stores._detach import detach_all, detach_result, detach_window
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.file_records import (
     FORMAT,
@@ -476,10 +477,10 @@ class FileBackend:
 
         def finish(state: _State | None) -> AppendResult:
             if replay:
-                return replay[0]
+                return detach_result(replay[0])
             assert state is not None
             new = tuple(state.messages[-len(rows) :])
-            return AppendResult(session_id, new[0].seq, new[-1].seq, new)
+            return detach_result(AppendResult(session_id, new[0].seq, new[-1].seq, new))
 
         return self._write(tenant, session_id, "appending to", change, finish)
 
@@ -496,7 +497,7 @@ class FileBackend:
                 return rows[max(after_seq, len(rows) - limit) :]
             return rows[after_seq : after_seq + limit]
 
-        return self._read(tenant, session_id, "reading", fn)
+        return detach_all(self._read(tenant, session_id, "reading", fn))
 
     def window(
         self, tenant: str, session_id: str, *, budget: int, pin_system: bool, reserve: int
@@ -510,7 +511,7 @@ class FileBackend:
                 reserve=reserve,
             )
 
-        return self._read(tenant, session_id, "windowing", fn)
+        return detach_window(self._read(tenant, session_id, "windowing", fn))
 
     def pop(self, tenant: str, session_id: str) -> StoredMessage | None:
         popped: list[StoredMessage] = []
@@ -558,7 +559,7 @@ class FileBackend:
         def finish(state: _State | None) -> AppendResult:
             assert state is not None
             new = tuple(state.messages)
-            return AppendResult(session_id, 1, len(new), new)
+            return detach_result(AppendResult(session_id, 1, len(new), new))
 
         return self._write(tenant, session_id, "replacing", change, finish)
 

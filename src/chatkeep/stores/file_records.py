@@ -20,6 +20,7 @@ from chatkeep.stores._common import (
     summary_of,
     ts,
 )
+from chatkeep.stores._detach import copy_json
 from chatkeep.types import (
     ROLES,
     JSONObject,
@@ -200,7 +201,7 @@ def _info(s: _State) -> SessionInfo:
         message_count=len(s.messages),
         last_seq=s.last_seq,
         total_tokens=sum(m.tokens for m in s.messages),
-        metadata=dict(s.metadata),
+        metadata=copy_json(s.metadata),
         expires_at=s.expires_at,
         summary_through_seq=s.summary.covers_through_seq if s.summary else 0,
     )

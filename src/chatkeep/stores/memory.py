@@ -22,6 +22,7 @@ from chatkeep.stores._common import (
     stored,
     summary_of,
 )
+from chatkeep.stores._detach import copy_json, detach, detach_all, detach_result, detach_window
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.types import (
     AppendResult,
@@ -100,7 +101,7 @@ class MemoryBackend:
             message_count=len(s.messages),
             last_seq=s.last_seq,
             total_tokens=sum(m.tokens for m in s.messages),
-            metadata=dict(s.metadata),
+            metadata=copy_json(s.metadata),
             expires_at=s.expires_at,
             summary_through_seq=s.summary.covers_through_seq if s.summary else 0,
         )
@@ -125,20 +126,19 @@ class MemoryBackend:
             s = self._get_or_create(tenant, session_id)
             if idempotency_key is not None and idempotency_key in s.idempotency:
                 first, last = s.idempotency[idempotency_key]
-                return AppendResult(
-                    session_id, first, last, tuple(s.messages[first - 1 : last]), replayed=True
-                )
+                old = tuple(detach_all(s.messages[first - 1 : last]))
+                return AppendResult(session_id, first, last, old, replayed=True)
             check_expected(session_id, expect_last_seq, s.last_seq)
             first = s.last_seq + 1
-            new = [
-                stored(r.message, session_id=session_id, seq=first + i, tokens=r.tokens)
+            new = [  # detached: the caller's message keeps its own lists and dicts
+                detach(stored(r.message, session_id=session_id, seq=first + i, tokens=r.tokens))
                 for i, r in enumerate(rows)
             ]
             s.messages.extend(new)
             s.updated_at = utcnow()
             if idempotency_key is not None:
                 s.idempotency[idempotency_key] = (first, new[-1].seq)
-            return AppendResult(session_id, first, new[-1].seq, tuple(new))
+            return detach_result(AppendResult(session_id, first, new[-1].seq, tuple(new)))
 
     def read(
         self, tenant: str, session_id: str, *, after_seq: int, limit: int | None, newest: bool
@@ -150,7 +150,7 @@ class MemoryBackend:
             rows = [m for m in s.messages if m.seq > after_seq]
         if limit is not None:
             rows = rows[-limit:] if newest else rows[:limit]
-        return rows
+        return detach_all(rows)
 
     def window(
         self, tenant: str, session_id: str, *, budget: int, pin_system: bool, reserve: int
@@ -159,8 +159,10 @@ class MemoryBackend:
             s = self._live(tenant, session_id)
             history = list(s.messages) if s else []
             summary = s.summary if s else None
-        return window_from_history(
-            history, budget=budget, summary=summary, pin_system=pin_system, reserve=reserve
+        return detach_window(
+            window_from_history(
+                history, budget=budget, summary=summary, pin_system=pin_system, reserve=reserve
+            )
         )
 
     def pop(self, tenant: str, session_id: str) -> StoredMessage | None:
@@ -198,15 +200,15 @@ class MemoryBackend:
         with self._lock:
             s = self._get_or_create(tenant, session_id)
             check_expected(session_id, expect_last_seq, s.last_seq)
-            new = [
-                stored(r.message, session_id=session_id, seq=1 + i, tokens=r.tokens)
+            new = [  # detached: the caller's messages keep their own lists and dicts
+                detach(stored(r.message, session_id=session_id, seq=1 + i, tokens=r.tokens))
                 for i, r in enumerate(rows)
             ]
             s.messages = new
             s.idempotency.clear()
             s.summary = None
             s.updated_at = utcnow()
-            return AppendResult(session_id, 1, len(new), tuple(new))
+            return detach_result(AppendResult(session_id, 1, len(new), tuple(new)))
 
     def delete(self, tenant: str, session_id: str) -> bool:
         with self._lock:
@@ -249,7 +251,7 @@ class MemoryBackend:
         with self._lock:
             s = self._get_or_create(tenant, session_id)
             if metadata is not None:
-                s.metadata = dict(metadata)
+                s.metadata = copy_json(metadata)
             if not isinstance(expires_at, _Unset):
                 s.expires_at = expires_at
             s.updated_at = utcnow()
