@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run demo test lint format bench bench-quick clean
+.PHONY: help venv run demo test lint format bench bench-quick soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,12 +36,17 @@ format: $(STAMP)  ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format src tests bench examples
 	$(BIN)/ruff check --fix src tests bench examples
 
-bench: $(STAMP)  ## benchmarks against raw sqlite3 (ratios in one run) + tokenizer accuracy
+bench: $(STAMP)  ## all benchmarks: vs raw drivers, tokenizer accuracy, vs the peers (<= ~20 min)
 	$(BIN)/python -m bench.run
 	$(BIN)/python bench/tokenizer_accuracy.py --seed 7
+	$(BIN)/python -m bench.peers.run
 
-bench-quick: $(STAMP)  ## a shorter benchmark run (about a minute here)
+bench-quick: $(STAMP)  ## a shorter run of the same (under 3 minutes, plus the peers' venv once)
 	$(BIN)/python -m bench.run --quick
+	$(BIN)/python -m bench.peers.run --quick
+
+soak: $(STAMP)  ## 200+ SIGKILLs and an 8-process soak on every backend (needs PostgreSQL + Redis; <= 15 min)
+	$(BIN)/python -m tests.reliability.soak $(SOAK_ARGS)
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -1,6 +1,6 @@
 """LlamaIndex: a 3,000-token window through ChatKeepMemory vs ChatMemoryBuffer, same store.
 
-    python -m bench.adapters_llamaindex            # full (a few minutes: the buffer is slow)
+    python -m bench.adapters_llamaindex            # full (about a minute: the buffer is slow)
     python -m bench.adapters_llamaindex --quick
 
 Both read the very same conversation from one chatkeep SQLite store (the buffer through
@@ -151,7 +151,7 @@ def bench_size(
 def run(quick: bool) -> dict[str, Any]:
     """Measure every size; return the report (also used by ``python -m bench.run``)."""
     sizes = (100, 1_000, 10_000)
-    budget, cap, batch, calls = (15.0, 10.0, 20, 3) if quick else (60.0, 60.0, 50, 5)
+    budget, cap, batch, calls = (15.0, 10.0, 20, 3) if quick else (25.0, 20.0, 50, 3)
     t0 = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="chatkeep-bench-li-") as d:

@@ -1,7 +1,7 @@
 """HTTP throughput and latency of ``chatkeep serve`` against a bare FastAPI endpoint.
 
     python -m bench.http_api            # full: about 2 minutes
-    python -m bench.http_api --quick    # about 30 seconds
+    python -m bench.http_api --quick    # about 20 seconds
 
 (Named ``http_api``, not ``http``: a ``bench/http.py`` would shadow the standard library's
 ``http`` package whenever ``bench/`` is on ``sys.path``.)
@@ -201,7 +201,7 @@ def bench_workers(tmp: Path, workers: int, total: int, rounds: int) -> dict[str,
 
 
 def run(quick: bool) -> dict[str, Any]:
-    total, rounds = (300, 3) if quick else (1500, 5)
+    total, rounds = (200, 2) if quick else (1500, 5)
     report: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench.http_api" + (" --quick" if quick else ""),

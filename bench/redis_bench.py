@@ -132,7 +132,7 @@ def run(quick: bool) -> dict[str, Any] | None:
             file=sys.stderr,
         )
         return None
-    rounds, k = (4, 50) if quick else (10, 100)
+    rounds, k = (60, 4) if quick else (250, 4)  # fine-grained ABBA: load bursts hit both sides
     sizes = []
     for n in SIZES:
         print(f"redis: append and window, {n:,} stored ...", file=sys.stderr)

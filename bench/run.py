@@ -313,7 +313,7 @@ def main() -> None:
         "window": [],
         "processes": [],
     }
-    rounds, k = (4, 50) if quick else (10, 100)
+    rounds, k = (60, 4) if quick else (250, 4)  # fine-grained ABBA: load bursts hit both sides
     with tempfile.TemporaryDirectory(prefix="chatkeep-bench-") as d:
         tmp = Path(d)
         for sync in ("full", "normal"):
@@ -344,7 +344,13 @@ def main() -> None:
 
     report["replace"] = replace_bench.run(quick)
     md += "\n" + replace_bench.render(report["replace"])
-    if importlib.util.find_spec("llama_index") is not None:  # LlamaIndex memories
+    if quick:  # the peers' quick run (make bench-quick) measures ChatMemoryBuffer too
+        print(
+            "llamaindex memories: skipped with --quick (python -m bench.adapters_llamaindex "
+            "--quick runs it alone)",
+            file=sys.stderr,
+        )
+    elif importlib.util.find_spec("llama_index") is not None:  # LlamaIndex memories
         from bench import adapters_llamaindex
 
         report["llamaindex"] = adapters_llamaindex.run(quick)

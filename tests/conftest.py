@@ -102,12 +102,20 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def open_any(url: str, flavour: str) -> Iterator[Callable[..., Any]]:
+def store_options() -> dict[str, Any]:
+    """Extra open_store options for every store a test opens (a module may override it, e.g.
+    to run conformance tests with encryption on)."""
+    return {}
+
+
+@pytest.fixture
+def open_any(url: str, flavour: str, store_options: dict[str, Any]) -> Iterator[Callable[..., Any]]:
     """Opens stores on this test's backend URL in this test's flavour; closes them after."""
     opened: list[Any] = []
     loop = LoopThread() if flavour == "async" else None
 
     def make(**kw: Any) -> Any:
+        kw = {**store_options, **kw}
         if loop is None:
             store: Any = chatkeep.open_store(url, **kw)
         else:

@@ -107,6 +107,7 @@ CHECKS = {
         "['Summary: a trip to Oslo', 'And Bergen?']\n"
         "assert [m.seq for m in result.messages] == [1, 2]\n"
     ),
+    "docs/reliability.md": "assert b'4711' not in raw\n",
     "docs/memory.md": (
         "assert [m.text for m in memory.history()] == "
         "['What did I ask before?', 'seen 2 messages']\n"  # after memory.clear()

@@ -10,8 +10,6 @@ import ast
 import asyncio
 import inspect
 import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -25,6 +23,8 @@ from typing import Any
 
 import pytest
 import redis
+from tests.reliability.servers import RedisServer as Server
+from tests.reliability.servers import free_port
 
 import chatkeep
 from chatkeep import DurabilityWarning, InvalidURL, Message, StoreUnavailable
@@ -62,64 +62,7 @@ def keys_of(raw: Any, prefix: str) -> list[bytes]:
     return sorted(k for p in (f"{{{prefix}:*", f"{prefix}:*") for k in raw.scan_iter(p))
 
 
-# -- a private server (for outages and persistence) --------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A redis-server of our own, with AOF fsync'd on every write."""
-
-    def __init__(self, folder: Path, *extra: str) -> None:
-        self.folder = folder
-        self.extra = list(extra)
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.folder),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--logfile",
-                str(self.folder / "log.txt"),
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise AssertionError(f"redis-server did not start: {(self.folder / 'log.txt').read_text()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
+# -- a private server (for outages and persistence): tests/reliability/servers.py ----------
 
 
 @pytest.fixture
@@ -457,7 +400,7 @@ def test_a_crash_before_indexing_heals_on_the_next_write(url: str, raw: Any) -> 
 
     prefix = prefix_of(url)
     with chatkeep.open_store(url) as store:
-        backend = store._backend
+        backend = store._backend.inner  # under the (keyless) encryption wrapper
         assert isinstance(backend, RedisBackend)
         rows = store._rows(Message.user("written, then the process died"))
         args = rk.append_args(utcnow(), rows, ["a" * 32], None, None)

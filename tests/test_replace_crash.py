@@ -79,7 +79,13 @@ def test_sigkill_during_replace_leaves_old_or_new(crash_url: str) -> None:
         assert first, proc.stderr.read() if proc.stderr else ""
         time.sleep(rng.uniform(0.0, 0.1))
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        # read the rest through the same text stream: communicate() would read the raw pipe
+        # and miss lines readline() had already buffered
+        out = proc.stdout.read()
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
         assert proc.returncode == -signal.SIGKILL
         acked = [int(x) for x in [first, *out.split()]]
         with chatkeep.open_store(crash_url) as store:

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chatkeep
 from chatkeep import TokenizerUnavailable
@@ -91,3 +93,55 @@ def test_default_stays_close_to_o200k_on_chat_text() -> None:
         approx = sum(tok.count(t) for t in texts)
         real = sum(len(exact.encode_ordinary(t)) for t in texts)
         assert 0.85 <= approx / real <= 1.15, (kind, approx / real)
+
+
+# Counts made by the default tokenizer before its word cache existed: the cache must never
+# change a count (a store's counts are written once and reused).
+PINNED = {
+    "Hello, world! How are you today?": 10,
+    "don't stop   me now": 5,
+    " leading and trailing ": 5,
+    "tab\tseparated words here": 5,
+    "line one\nline two\r\nline three": 9,
+    "x = foo_bar(12345, 6.78) # comment": 16,
+    "naïve café über 你好 世界 😀": 9,
+    "a  b": 3,
+    "price: $1,234.56!!": 9,
+    "URL https://example.com/a/b?c=d": 10,
+}
+
+
+def test_default_counts_are_pinned() -> None:
+    tok = get_tokenizer()
+    for _ in range(2):  # cold caches, then warm ones
+        assert {text: tok.count(text) for text in PINNED} == PINNED
+
+
+_ALPHABET = "aAzZ  \t\n\r_'0129.,!?-/\"()\u00a0\u3000éßж你😀"
+
+
+_WORDS = st.lists(
+    st.lists(st.sampled_from(_ALPHABET.replace(" ", "")), min_size=1, max_size=6).map("".join),
+    max_size=8,
+).map(" ".join)  # single spaces between words: the cached path, unless a word holds a tab...
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_WORDS, st.lists(st.sampled_from(_ALPHABET), max_size=40).map("".join)))
+def test_word_cache_gives_the_piece_sum(text: str) -> None:
+    from chatkeep.tokenizers import _piece_sum
+
+    tok = get_tokenizer()
+    expected = 0 if not text else max(1, (_piece_sum(text) + 50) // 100)
+    assert tok.count(text) == expected
+    assert tok.count(text) == expected  # again, from the warm caches
+
+
+def test_long_words_are_counted_but_never_cached() -> None:
+    from chatkeep.tokenizers import _LEAD, _SPACED, _piece_sum
+
+    blob = "QUJD" * 5_000  # a base64-like run without spaces
+    text = f"see {blob} here"
+    tok = get_tokenizer()
+    assert tok.count(text) == tok.count(text) == max(1, (_piece_sum(text) + 50) // 100)
+    assert blob not in _SPACED and blob not in _LEAD

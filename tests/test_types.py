@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatkeep import InvalidMessage, InvalidSessionId, Message
 from chatkeep.validation import check_session_id, check_tenant
@@ -82,3 +84,17 @@ def test_forbidden_characters_are_exactly_controls_and_surrogates() -> None:
         if (unicodedata.category(chr(cp)) in ("Cc", "Cs")) != bool(_FORBIDDEN.fullmatch(chr(cp)))
     ]
     assert mismatched == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_plain_text_body_is_the_json_encoding(text: str) -> None:
+    import json
+
+    from chatkeep.validation import encode_body
+
+    m = Message.user(text)
+    expected = json.dumps({"content": text}, ensure_ascii=False, separators=(",", ":"))
+    assert encode_body(m) == expected.encode()
+    rich = Message.user(text, metadata={"k": text})  # the general path gives the same shape
+    assert json.loads(encode_body(rich)) == {"content": text, "metadata": {"k": text}}

@@ -20,9 +20,11 @@ from rich.table import Table
 from chatkeep._version import __version__
 from chatkeep.cli_doctor import doctor
 from chatkeep.errors import ChatkeepError, InvalidInput
+from chatkeep.export_checks import check_session_record, check_summary_span, read_lines
 from chatkeep.store import Store
 from chatkeep.stores import default_url, open_store
 from chatkeep.types import Message, StoredMessage
+from chatkeep.validation import check_session_id
 
 EXPORT_VERSION = 1
 BATCH = 500
@@ -194,6 +196,8 @@ def sessions_delete(
 
     Example: chatkeep sessions delete user-42 user-43 --yes
     """
+    for sid in session_ids:  # all of them first: a bad id must not leave a half-done delete
+        check_session_id(sid)
     if not yes and not typer.confirm(f"Delete {len(session_ids)} session(s)?", err=True):
         raise _Exit(1)
     missing = []
@@ -286,38 +290,45 @@ class _Session:
 def _parse_export(path: Path) -> Iterator[_Session]:
     """Validate an export file record by record; raise InvalidInput naming the bad line."""
     current: _Session | None = None
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
+    for n, rec in read_lines(path):
+        if rec is None:
+            continue
+        try:
+            if not isinstance(rec, dict):
+                raise InvalidInput("not a JSON object")
+            if n == 1:
+                if rec.get("chatkeep_export") != EXPORT_VERSION:
+                    raise InvalidInput("not a chatkeep export (missing header)")
                 continue
-            try:
-                rec = json.loads(raw)
-                if not isinstance(rec, dict):
-                    raise InvalidInput("not a JSON object")
-                if n == 1:
-                    if rec.get("chatkeep_export") != EXPORT_VERSION:
-                        raise InvalidInput("not a chatkeep export (missing header)")
-                    continue
-                kind = rec.get("type")
-                if kind == "session":
-                    if current is not None:
-                        yield current
-                    current = _Session(rec, n)
-                elif kind == "message":
-                    if current is None or rec.get("session_id") != current.info["session_id"]:
-                        raise InvalidInput("message outside its session's block")
-                    seq = rec.get("seq")
-                    expected = (current.seqs[-1] + 1) if current.seqs else 1
-                    if seq != expected:
-                        raise InvalidInput(f"seq {seq!r} where {expected} was expected")
-                    current.messages.append(Message.from_dict(rec))
-                    current.seqs.append(seq)
-                else:
-                    raise InvalidInput(f"unknown record type {kind!r}")
-            except (ValueError, TypeError) as exc:
-                raise InvalidInput(f"{path}:{n}: {exc}") from exc
+            kind = rec.get("type")
+            if kind == "session":
+                check_session_record(rec)
+                if current is not None:
+                    yield _complete(path, current)
+                current = _Session(rec, n)
+            elif kind == "message":
+                if current is None or rec.get("session_id") != current.info["session_id"]:
+                    raise InvalidInput("message outside its session's block")
+                seq = rec.get("seq")
+                expected = (current.seqs[-1] + 1) if current.seqs else 1
+                if seq != expected:
+                    raise InvalidInput(f"seq {seq!r} where {expected} was expected")
+                current.messages.append(Message.from_dict(rec))
+                current.seqs.append(seq)
+            else:
+                raise InvalidInput(f"unknown record type {kind!r}")
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"{path}:{n}: {exc}") from exc
     if current is not None:
-        yield current
+        yield _complete(path, current)
+
+
+def _complete(path: Path, session: _Session) -> _Session:
+    try:
+        check_summary_span(session.info, len(session.messages))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}:{session.line}: {exc}") from exc
+    return session
 
 
 @app.command("import")
@@ -409,6 +420,10 @@ def _progress(enabled: bool) -> Progress:
 from chatkeep.cli_server import register as _register_server  # noqa: E402
 
 _register_server(app)
+
+from chatkeep.cli_crypto import register as _register_crypto  # noqa: E402
+
+_register_crypto(app)
 
 
 def main() -> None:

@@ -117,7 +117,11 @@ def doctor(
     elif output_format == "sarif":
         sys.stdout.write(report.sarif(result.diagnostics, result.files))
     else:
-        sys.stdout.write(report.text(result.diagnostics, result.files, fix_hints=fix_hints))
+        sys.stdout.write(
+            report.text(
+                result.diagnostics, result.files, fix_hints=fix_hints, stores=len(store or [])
+            )
+        )
         sys.stdout.write(f" in {elapsed:.2f}s")
     sys.stdout.write("\n")
     if result.diagnostics:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -83,10 +84,20 @@ def serve(
     log_level: Annotated[
         str, typer.Option(envvar="CHATKEEP_LOG_LEVEL", help="debug, info, warning or error.")
     ] = "info",
+    encryption_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Encrypt stored conversations with the base64 key in this file (or set "
+            "$CHATKEEP_ENCRYPTION_KEY; `chatkeep keygen` makes one).",
+        ),
+    ] = None,
 ) -> None:
     """Run the memory server: REST API under /v1, chat, web inspector at /.
 
-    The LLM key is read from $CHATKEEP_LLM_API_KEY only (never from the command line).
+    The LLM key is read from $CHATKEEP_LLM_API_KEY only (never from the command line), the
+    encryption key from --encryption-key-file or $CHATKEEP_ENCRYPTION_KEY.
     Example: chatkeep serve --port 8765 --workers 2
     """
     try:
@@ -114,6 +125,7 @@ def serve(
         llm_model=llm_model,
         max_body_bytes=max_body_bytes,
         log_level=log_level,
+        encryption_key=encryption_key_file.read_text().strip() if encryption_key_file else None,
     )
     check_startup(settings.host, settings.loopback, KeyFile(settings.keys_path))  # exit 1
     os.environ.update(settings.to_env())
@@ -125,10 +137,13 @@ def serve(
     from chatkeep.stores import redact
 
     llm = f"{settings.llm_model} at {settings.llm_base_url}" if settings.llm_base_url else None
+    keyring = settings.keyring()
+    crypt = f"key id {keyring.current_id or 'none (read-only)'}" if keyring else "off"
     err.print(
         f"chatkeep serve: http://{settings.host}:{settings.port}/ (web inspector; API docs at "
         f"/docs), store {redact(settings.store_url)}, "
-        f"{workers} worker{'s' if workers > 1 else ''}, LLM: {llm or 'offline responder'}",
+        f"{workers} worker{'s' if workers > 1 else ''}, LLM: {llm or 'offline responder'}, "
+        f"encryption: {crypt}",
         markup=False,
     )
     try:

@@ -13,8 +13,11 @@
     │   └── LeaseTimeout             waited too long for the session (policy "queue")
     ├── StoreError
     │   ├── StoreUnavailable         the backend failed; the driver's error is chained
+    │   │   └── StoreFull            the disk (or the server's memory) is full; nothing written
     │   ├── StoreClosed              the store was used after close()
     │   ├── CorruptRecord            stored data that cannot be read back
+    │   │   └── TamperedRecord       encrypted data that fails authentication
+    │   ├── EncryptionKeyError       encrypted data, but its key is not configured
     │   └── TokenizerMismatch        the store was written with another tokenizer
     ├── TokenizerUnavailable         a tokenizer could not be loaded
     └── MissingDependency            an optional extra is not installed
@@ -75,12 +78,27 @@ class StoreUnavailable(StoreError):
     """The backend failed (disk, lock, network). The driver's own error is ``__cause__``."""
 
 
+class StoreFull(StoreUnavailable):
+    """The store's disk (or the Redis server's memory) is full. Nothing of the failed write was
+    stored; writes work again once space is freed (retry with the same idempotency key)."""
+
+
 class StoreClosed(StoreError):
     """The store was closed. Open it once for the app's lifetime, close it at shutdown."""
 
 
 class CorruptRecord(StoreError):
     """A stored record cannot be decoded. chatkeep never skips such a record silently."""
+
+
+class TamperedRecord(CorruptRecord):
+    """Encrypted data failed authentication: it was changed, moved from another session or
+    tenant, or the key with its id is not the one that wrote it. Nothing is returned."""
+
+
+class EncryptionKeyError(StoreError):
+    """Stored data is encrypted with a key this store was not given (or a key is malformed).
+    The message names the key id, never the key."""
 
 
 class TokenizerMismatch(StoreError):

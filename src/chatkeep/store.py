@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import Any
 
 from chatkeep._serving import serving_under
-from chatkeep.errors import EphemeralStoreWarning, InvalidInput, StoreClosed
+from chatkeep.errors import EphemeralStoreWarning, InvalidInput, StoreClosed, StoreUnavailable
+from chatkeep.held_leases import HeldLeases
 from chatkeep.policies.tokens import message_tokens, text_tokens
 from chatkeep.stores.base import UNSET, AsyncBackend, Backend, NewRow, _Unset
 from chatkeep.tokenizers import Tokenizer, resolve_tokenizer
@@ -35,7 +36,17 @@ from chatkeep.types import (
     as_message_list,
     utcnow,
 )
-from chatkeep.validation import Limits, check_session_id, check_tenant
+from chatkeep.validation import (
+    Limits,
+    check_no_nul,
+    check_owner,
+    check_prefix,
+    check_session_id,
+    check_tenant,
+)
+
+#: the largest count, seq, limit or token a store accepts (a signed 64-bit column everywhere)
+MAX_INT = 2**63 - 1
 
 MessagesIn = Message | Mapping[str, Any] | Sequence[Message | Mapping[str, Any]]
 DEFAULT_TENANT = "default"
@@ -67,6 +78,7 @@ class _StoreCore:
         self._last_purge = 0.0
         self._state = _State.UNOPENED
         self._owner: _StoreCore | None = None  # set on with_tenant() views
+        self._held = HeldLeases()  # leases whose release failed (the root's is used)
 
     @property
     def tenant(self) -> str:
@@ -146,17 +158,15 @@ class _StoreCore:
     def _check_append_args(idempotency_key: str | None, expect_last_seq: int | None) -> None:
         if idempotency_key is not None:
             check_session_id(idempotency_key)  # same rules: 1..256 printable characters
-        if expect_last_seq is not None and (
-            not isinstance(expect_last_seq, int) or expect_last_seq < 0
-        ):
-            raise InvalidInput("expect_last_seq must be an int >= 0")
+        _StoreCore._check_count(expect_last_seq, "expect_last_seq")
 
     @staticmethod
     def _check_count(value: int | None, what: str, minimum: int = 0) -> None:
+        # the upper bound: every database column for counts and seqs is a signed 64-bit int
         if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < minimum
+            not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_INT
         ):
-            raise InvalidInput(f"{what} must be an int >= {minimum}, got {value!r}")
+            raise InvalidInput(f"{what} must be an int in [{minimum}, 2**63-1], got {value!r}")
 
     def _due_purge(self) -> bool:
         now = time.monotonic()
@@ -336,19 +346,36 @@ class Store(_StoreCore):
     def erase(self, tenant: str | None = None) -> int:
         """Delete every session of ``tenant`` (default: this store's); return how many."""
         self._ready()
-        return self._backend.erase(check_tenant(tenant or self._tenant))
+        return self._backend.erase(check_tenant(self._tenant if tenant is None else tenant))
 
     def acquire_lease(self, session_id: str, *, owner: str, ttl: float) -> Lease | None:
         """Take the session's turn lease for ``ttl`` seconds, or None if someone holds it."""
         check_session_id(session_id)
         _check_ttl(ttl)
+        check_owner(owner)
         self._ready()
-        return self._backend.acquire_lease(self._tenant, session_id, owner, ttl)
+        held = self._root._held
+        try:
+            lease = self._backend.acquire_lease(self._tenant, session_id, owner, ttl)
+        except StoreUnavailable:  # it may have been granted with the reply lost
+            held.acquire_failed(self._tenant, session_id, owner)
+            raise
+        if held:  # the backend answers again: free what an outage left held
+            held.drain(self._backend)
+        return lease
 
     def release_lease(self, session_id: str, token: int) -> bool:
+        """Release a lease taken by :meth:`acquire_lease`. If the store is unreachable, this
+        raises, and the store releases the lease the next time it takes one (so does an
+        acquire that raised: it may have been granted; see :mod:`chatkeep.held_leases`)."""
         check_session_id(session_id)
+        self._check_count(token, "lease token")
         self._ready()
-        return self._backend.release_lease(self._tenant, session_id, token)
+        try:
+            return self._backend.release_lease(self._tenant, session_id, token)
+        except StoreUnavailable:
+            self._root._held.release_failed(self._tenant, session_id, token)
+            raise
 
     # -- reads -------------------------------------------------------------------------------
     def read(
@@ -403,6 +430,7 @@ class Store(_StoreCore):
     ) -> SessionPage:
         """One page of this tenant's sessions, ordered by id; pass ``next_cursor`` back."""
         self._check_count(limit, "limit", 1)
+        check_prefix(prefix)
         self._ready()
         return self._backend.sessions(self._tenant, prefix=prefix, limit=limit, cursor=cursor)
 
@@ -546,18 +574,32 @@ class AsyncStore(_StoreCore):
 
     async def erase(self, tenant: str | None = None) -> int:
         self._ready()
-        return await self._backend.erase(check_tenant(tenant or self._tenant))
+        return await self._backend.erase(check_tenant(self._tenant if tenant is None else tenant))
 
     async def acquire_lease(self, session_id: str, *, owner: str, ttl: float) -> Lease | None:
         check_session_id(session_id)
         _check_ttl(ttl)
+        check_owner(owner)
         self._ready()
-        return await self._backend.acquire_lease(self._tenant, session_id, owner, ttl)
+        held = self._root._held
+        try:
+            lease = await self._backend.acquire_lease(self._tenant, session_id, owner, ttl)
+        except StoreUnavailable:  # it may have been granted with the reply lost
+            held.acquire_failed(self._tenant, session_id, owner)
+            raise
+        if held:  # the backend answers again: free what an outage left held
+            await held.drain_async(self._backend)
+        return lease
 
     async def release_lease(self, session_id: str, token: int) -> bool:
         check_session_id(session_id)
+        self._check_count(token, "lease token")
         self._ready()
-        return await self._backend.release_lease(self._tenant, session_id, token)
+        try:
+            return await self._backend.release_lease(self._tenant, session_id, token)
+        except StoreUnavailable:
+            self._root._held.release_failed(self._tenant, session_id, token)
+            raise
 
     async def read(
         self,
@@ -608,6 +650,7 @@ class AsyncStore(_StoreCore):
         self, *, prefix: str | None = None, limit: int = 100, cursor: str | None = None
     ) -> SessionPage:
         self._check_count(limit, "limit", 1)
+        check_prefix(prefix)
         self._ready()
         return await self._backend.sessions(self._tenant, prefix=prefix, limit=limit, cursor=cursor)
 
@@ -636,6 +679,7 @@ def _check_summary_text(text: Any) -> None:
     if not isinstance(text, str):
         raise InvalidInput(f"summary text must be a string, got {type(text).__name__}")
     Message("assistant", text)  # same text rules as message content
+    check_no_nul(text, "summary text")
 
 
 def _check_ttl(ttl: Any) -> None:

@@ -28,6 +28,8 @@ def utcnow() -> datetime:
 
 
 def _check_text(text: str, what: str) -> None:
+    if text.isascii():  # O(1) in CPython, and ASCII text cannot hold a lone surrogate
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -36,7 +38,30 @@ def _check_text(text: str, what: str) -> None:
         ) from None
 
 
+#: Deepest JSON nesting accepted in content parts, tool calls, metadata and payloads. Far
+#: beyond any real message; deeper values would hit recursion limits in JSON encoders and
+#: decoders (here, in web frameworks, in drivers) instead of getting a clear error.
+MAX_JSON_DEPTH = 100
+
+
+def _check_depth(value: Any, what: str) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list | tuple):
+            children = node
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidMessage(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def _check_json(value: Any, what: str) -> None:
+    _check_depth(value, what)
     try:
         json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
@@ -44,6 +69,8 @@ def _check_json(value: Any, what: str) -> None:
 
 
 def _aware_utc(value: datetime, what: str) -> datetime:
+    if type(value) is datetime and value.tzinfo is timezone.utc:  # utcnow() and our own reads
+        return value
     if not isinstance(value, datetime):
         raise InvalidMessage(f"{what} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
@@ -186,6 +213,20 @@ class Message:
         return cls(**_message_kwargs(data))
 
 
+def is_plain_text(m: Message) -> bool:
+    """True for the common message: text content and no optional field set (its stored body
+    is ``{"content": text}`` and it holds nothing mutable)."""
+    return (
+        type(m.content) is str
+        and m.name is None
+        and m.tool_calls is None
+        and m.tool_call_id is None
+        and not m.metadata
+        and m.format == "chatkeep"
+        and m.payload is None
+    )
+
+
 _MESSAGE_KEYS = frozenset(
     {
         "role",
@@ -291,6 +332,40 @@ def _slot_setters() -> tuple[Any, ...]:
 ) = _slot_setters()
 
 
+def stored_from_fields(
+    role: str,
+    content: Any,
+    name: Any,
+    tool_calls: Any,
+    tool_call_id: Any,
+    metadata: Any,
+    created_at: datetime,
+    fmt: str,
+    payload: Any,
+    session_id: str,
+    seq: int,
+    tokens: int,
+    msg_id: str,
+) -> StoredMessage:
+    """A :class:`StoredMessage` from its fields, in declaration order. Sets the slots directly:
+    no ``__init__``, no re-validation, so callers pass values that were checked."""
+    obj = object.__new__(StoredMessage)
+    _set_role(obj, role)
+    _set_content(obj, content)
+    _set_name(obj, name)
+    _set_tool_calls(obj, tool_calls)
+    _set_tool_call_id(obj, tool_call_id)
+    _set_metadata(obj, metadata)
+    _set_created_at(obj, created_at)
+    _set_format(obj, fmt)
+    _set_payload(obj, payload)
+    _set_session_id(obj, session_id)
+    _set_seq(obj, seq)
+    _set_tokens(obj, tokens)
+    _set_id(obj, msg_id)
+    return obj
+
+
 def stored_from_row(
     session_id: str,
     seq: int,
@@ -305,21 +380,51 @@ def stored_from_row(
     Reads are the hot path of every window, so this sets the slots directly instead of
     re-running validation; the caller checks the row's shape.
     """
-    obj = object.__new__(StoredMessage)
-    _set_role(obj, role)
-    _set_content(obj, body.get("content", ""))
-    _set_name(obj, body.get("name"))
-    _set_tool_calls(obj, body.get("tool_calls"))
-    _set_tool_call_id(obj, body.get("tool_call_id"))
-    _set_metadata(obj, body.get("metadata") or {})
-    _set_created_at(obj, created_at)
-    _set_format(obj, body.get("format", "chatkeep"))
-    _set_payload(obj, body.get("payload"))
-    _set_session_id(obj, session_id)
-    _set_seq(obj, seq)
-    _set_tokens(obj, tokens)
-    _set_id(obj, msg_id)
-    return obj
+    get = body.get
+    return stored_from_fields(
+        role,
+        get("content", ""),
+        get("name"),
+        get("tool_calls"),
+        get("tool_call_id"),
+        get("metadata") or {},
+        created_at,
+        get("format", "chatkeep"),
+        get("payload"),
+        session_id,
+        seq,
+        tokens,
+        msg_id,
+    )
+
+
+def stored_from_message(
+    m: Message, session_id: str, seq: int, tokens: int, msg_id: str
+) -> StoredMessage:
+    """``m`` (already validated) as a :class:`StoredMessage`, sharing its fields."""
+    fields = (m.role, m.content, m.name, m.tool_calls, m.tool_call_id, m.metadata, m.created_at)
+    return stored_from_fields(*fields, m.format, m.payload, session_id, seq, tokens, msg_id)
+
+
+def stored_with_parts(
+    m: StoredMessage, content: Content, tool_calls: Any, metadata: Any, payload: Any
+) -> StoredMessage:
+    """``m`` with other content, tool calls, metadata and payload (copies of its own)."""
+    return stored_from_fields(
+        m.role,
+        content,
+        m.name,
+        tool_calls,
+        m.tool_call_id,
+        metadata,
+        m.created_at,
+        m.format,
+        payload,
+        m.session_id,
+        m.seq,
+        m.tokens,
+        m.id,
+    )
 
 
 def coerce_message(value: Message | Mapping[str, Any]) -> Message:

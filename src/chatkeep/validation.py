@@ -6,9 +6,10 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import cast
 
-from chatkeep.errors import InvalidMessage, InvalidSessionId
-from chatkeep.types import Message
+from chatkeep.errors import InvalidInput, InvalidMessage, InvalidSessionId
+from chatkeep.types import Message, is_plain_text
 
 MAX_SESSION_ID_CHARS = 256
 MAX_TENANT_CHARS = 64
@@ -21,19 +22,21 @@ DEFAULT_MAX_BATCH = 1_000
 _FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def _check_identifier(value: object, what: str, max_chars: int) -> str:
+def _check_identifier(
+    value: object, what: str, max_chars: int, error: type[InvalidInput] = InvalidSessionId
+) -> str:
     if not isinstance(value, str):
-        raise InvalidSessionId(f"{what} must be a string, got {type(value).__name__}")
+        raise error(f"{what} must be a string, got {type(value).__name__}")
     if not value or not value.strip():
-        raise InvalidSessionId(f"{what} must not be empty or blank")
+        raise error(f"{what} must not be empty or blank")
     if len(value) > max_chars:
-        raise InvalidSessionId(f"{what} is {len(value)} characters; the limit is {max_chars}")
+        raise error(f"{what} is {len(value)} characters; the limit is {max_chars}")
     bad = _FORBIDDEN.search(value)
     if bad is not None:
         ch, i = bad.group(), bad.start()
         if unicodedata.category(ch) == "Cs":
-            raise InvalidSessionId(f"{what} has a lone surrogate at index {i}")
-        raise InvalidSessionId(f"{what} has a control character {ch!r} at index {i}")
+            raise error(f"{what} has a lone surrogate at index {i}")
+        raise error(f"{what} has a control character {ch!r} at index {i}")
     return value
 
 
@@ -48,6 +51,26 @@ def check_session_id(session_id: object) -> str:
 
 def check_tenant(tenant: object) -> str:
     return _check_identifier(tenant, "tenant", MAX_TENANT_CHARS)
+
+
+def check_prefix(prefix: object) -> None:
+    """A ``sessions(prefix=...)`` filter: None, empty, or text under the session-id rules (a
+    prefix no id can have is refused rather than sent to a database that may choke on it)."""
+    if prefix is not None and prefix != "":
+        _check_identifier(prefix, "prefix", MAX_SESSION_ID_CHARS, InvalidInput)
+
+
+def check_owner(owner: object) -> None:
+    """A lease owner: 1 to 256 printable characters, like a session id."""
+    _check_identifier(owner, "lease owner", MAX_SESSION_ID_CHARS, InvalidInput)
+
+
+def check_no_nul(text: str, what: str) -> None:
+    """Text kept in a plain text column (summaries): PostgreSQL cannot store U+0000, so no
+    backend accepts it. Message content, names and metadata are JSON and keep NUL verbatim."""
+    i = text.find("\x00")
+    if i >= 0:
+        raise InvalidInput(f"{what} has a NUL character (U+0000) at index {i}; it cannot be stored")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +100,13 @@ class Limits:
         return bodies
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_encode_str = json.encoder.encode_basestring  # the same C function _ENCODER uses for strings
+
+
 def encode_body(m: Message) -> bytes:
     """The message's stored JSON body (everything but role, seq, tokens, ids, timestamps)."""
-    return json.dumps(m.body(), ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    content = m.content
+    if is_plain_text(m):  # the hot path: the same bytes json.dumps gives, without the dict
+        return ('{"content":' + _encode_str(cast(str, content)) + "}").encode()
+    return _ENCODER.encode(m.body()).encode()

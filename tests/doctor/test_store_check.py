@@ -29,12 +29,15 @@ def test_a_durable_sqlite_store_is_clean_and_untouched(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["diagnostics"] == []
     assert db.read_bytes() == before
+    text = doctor("--store", f"sqlite:///{db}")
+    assert "0 file(s) and 1 store(s) checked, no problems found" in text.stdout, text.stdout
 
 
 def test_memory_store_is_not_durable() -> None:
     out = doctor("--store", "memory://")
     assert out.returncode == 1
     assert "memory://:1:1: CK201 store is not durable: memory://" in out.stdout
+    assert "0 file(s) and 1 store(s) checked" in out.stdout.splitlines()[-1]
 
 
 def test_missing_sqlite_file_is_reported_not_created(tmp_path: Path) -> None:

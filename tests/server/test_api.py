@@ -195,6 +195,7 @@ def test_readyz_reports_an_unreachable_store(client: TestClient) -> None:
     state.store.sessions = down
     r = client.get("/readyz")
     assert r.status_code == 503 and r.json()["error"]["code"] == "store_unavailable"
+    assert r.headers["retry-after"] == "1"
 
 
 def test_offline_chat_remembers_and_is_labelled(client: TestClient) -> None:
@@ -273,6 +274,7 @@ def test_queued_turn_that_waits_too_long_is_503(make_client: Callable[..., TestC
         results = _concurrent_turns(client, 2)
         assert sorted(r.status_code for r in results) == [200, 503]
         late = next(r for r in results if r.status_code == 503)
+        assert late.headers["retry-after"] == "1"  # a queued turn that timed out: retry
         assert "waited 0.3s" in assert_error(late, 503, "session_busy_timeout")["message"]
         assert len(client.get("/v1/sessions/busy/messages").json()["items"]) == 2
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from tests.server.helpers import ROOT, serve
 
@@ -26,15 +28,19 @@ def _chromium_or_skip() -> str:
     pytest.skip(message)
 
 
+def _launch(pw: Any, executable: str) -> Any:
+    return pw.chromium.launch(
+        executable_path=executable,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    )
+
+
 @pytest.mark.slow
 def test_chat_in_the_browser_survives_a_reload(tmp_path: Path) -> None:
     executable = _chromium_or_skip()
     sync_api = pytest.importorskip("playwright.sync_api")
     with serve(tmp_path) as (base, _), sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=executable,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = _launch(pw, executable)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 860})
             page.goto(f"{base}/#session=ada-browser")
@@ -87,10 +93,7 @@ def test_the_page_asks_for_a_key_when_keys_exist(tmp_path: Path) -> None:
 
     key, _ = KeyFile(tmp_path / "keys.json").create("acme")
     with serve(tmp_path) as (base, _), sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=executable,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = _launch(pw, executable)
         try:
             page = browser.new_page()
             page.goto(base)
@@ -103,3 +106,40 @@ def test_the_page_asks_for_a_key_when_keys_exist(tmp_path: Path) -> None:
             assert page.locator("#keybox").is_hidden()
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_a_turn_whose_response_is_lost_is_retried_once_and_stored_once(tmp_path: Path) -> None:
+    """The server stores the turn but the browser never sees the answer (the connection is reset
+    after the response was produced). The page retries with the same Idempotency-Key, the server
+    replays the stored turn, and the session holds the turn once."""
+    executable = _chromium_or_skip()
+    sync_api = pytest.importorskip("playwright.sync_api")
+    keys: list[str | None] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        keys.append(route.request.headers.get("idempotency-key"))
+        if len(keys) == 1:
+            route.fetch()  # the server runs and stores the turn...
+            route.abort("connectionreset")  # ...and the answer never reaches the page
+        else:
+            route.continue_()
+
+    with serve(tmp_path) as (base, _), sync_api.sync_playwright() as pw:
+        browser = _launch(pw, executable)
+        try:
+            page = browser.new_page()
+            page.route("**/v1/chat", lose_the_first_answer)
+            page.goto(f"{base}/#session=lost-answer")
+            page.wait_for_selector("#provider")
+            page.fill("#message", "Hi! My name is Grace.")
+            page.press("#message", "Enter")
+            page.wait_for_function(
+                "document.getElementById('status').textContent.includes('stored as #1 and #2')",
+                timeout=20_000,
+            )
+        finally:
+            browser.close()
+        stored = httpx.get(f"{base}/v1/sessions/lost-answer/messages", timeout=10).json()
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1], keys
+    assert [m["role"] for m in stored["items"]] == ["user", "assistant"], stored

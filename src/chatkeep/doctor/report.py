@@ -15,25 +15,28 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "note": "note"}
 
 
-def text(diags: Sequence[Diagnostic], files: int, *, fix_hints: bool = False) -> str:
+def text(
+    diags: Sequence[Diagnostic], files: int, *, fix_hints: bool = False, stores: int = 0
+) -> str:
     lines = []
     for d in diags:
         lines.append(f"{d.path}:{d.line}:{d.col}: {d.code} {d.message}")
         lines.append(f"    hint: {d.hint}")
         if fix_hints:
             lines.extend("    | " + ln for ln in d.rule.fix.splitlines())
-    lines.append(summary(diags, files))
+    lines.append(summary(diags, files, stores))
     return "\n".join(lines)
 
 
-def summary(diags: Sequence[Diagnostic], files: int) -> str:
+def summary(diags: Sequence[Diagnostic], files: int, stores: int = 0) -> str:
+    checked = f"{files} file(s)" + (f" and {stores} store(s)" if stores else "")
     if not diags:
-        return f"chatkeep doctor: {files} file(s) checked, no problems found"
+        return f"chatkeep doctor: {checked} checked, no problems found"
     by_code = Counter(d.code for d in diags)
     parts = ", ".join(f"{code} x{n}" for code, n in sorted(by_code.items()))
     return (
         f"chatkeep doctor: {len(diags)} problem(s) in {len({d.path for d in diags})} file(s) "
-        f"({parts}); {files} file(s) checked"
+        f"({parts}); {checked} checked"
     )
 
 

@@ -10,13 +10,13 @@ from fastapi.responses import JSONResponse
 from chatkeep.memory import AsyncMemory
 from chatkeep.policies.tokens import text_tokens
 from chatkeep.server import paths  # noqa: F401  (registers the "sid" path convertor)
-from chatkeep.server.errors import ApiError
+from chatkeep.server.errors import ERROR_RESPONSES, ApiError
 from chatkeep.server.models import AppendIn, SummaryIn, info_json, stored, summary_json, window_json
 from chatkeep.server.state import state_of, tenant_store
 from chatkeep.store import AsyncStore
 from chatkeep.validation import check_session_id
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 StoreDep = Annotated[AsyncStore, Depends(tenant_store)]
 SID = "/sessions/{session_id:sid}"  # the convertor: chatkeep.server.paths
 

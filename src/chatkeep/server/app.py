@@ -41,7 +41,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_startup(settings.host, settings.loopback, state.keys)
-        state.store = await open_async_store(settings.store_url)
+        state.store = await open_async_store(
+            settings.store_url, encryption=settings.keyring() or False
+        )
         state.provider = make_provider(
             settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout
         )
@@ -84,7 +86,12 @@ def _ops(app: FastAPI) -> None:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__, "pid": os.getpid()}
 
-    @app.get("/readyz", tags=["operations"], summary="The store is reachable")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The store is reachable",
+        responses={503: errors.ERROR_RESPONSES[503]},
+    )
     async def readyz(request: Request) -> JSONResponse:
         state = state_of(request)
         store = state.store
@@ -102,6 +109,7 @@ def _ops(app: FastAPI) -> None:
                     "error": errors.error_body("store_unavailable", str(exc))["error"],
                 },
                 status_code=503,
+                headers=errors.RETRY_AFTER,
             )
         return JSONResponse({"status": "ready", "store": durability, "pid": os.getpid()})
 
@@ -112,7 +120,7 @@ def _ops(app: FastAPI) -> None:
     @app.get("/v1/server", tags=["operations"], summary="What this server runs with")
     async def server_info(request: Request) -> dict[str, Any]:
         state = state_of(request)
-        tenant = tenant_of(request, state.keys)
+        tenant = tenant_of(request, state.keys, loopback=state.settings.loopback)
         s = state.settings
         assert state.provider is not None and state.store is not None
         return {

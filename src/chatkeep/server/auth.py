@@ -40,11 +40,20 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def tenant_of(request: Request, keys: KeyFile) -> str:
-    """The caller's tenant, or a 401 ApiError."""
+def tenant_of(request: Request, keys: KeyFile, *, loopback: bool) -> str:
+    """The caller's tenant, or a 401 ApiError. Keyless only on loopback: if the keys file
+    disappears under a server on another interface, it refuses everyone instead of opening."""
     key = presented_key(request)
     if not keys.records():
-        return DEFAULT_TENANT
+        if loopback:
+            return DEFAULT_TENANT
+        raise ApiError(
+            401,
+            "unauthorized",
+            f"no API keys in {keys.path}, and this server is not on loopback: it refuses "
+            "every request until a key exists (chatkeep keys create TENANT)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     tenant = keys.tenant_for(key) if key else None
     if tenant is None:
         raise ApiError(

@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 from chatkeep.errors import ChatkeepError
 from chatkeep.memory import AsyncMemory, AsyncTurn
 from chatkeep.policies.tokens import text_tokens
-from chatkeep.server.errors import ApiError, error_body, from_chatkeep
+from chatkeep.server.errors import ERROR_RESPONSES, ApiError, error_body, from_chatkeep
 from chatkeep.server.idempotency import ChatKey, find_turn
 from chatkeep.server.llm import LLMError, Provider, describe
 from chatkeep.server.models import ChatIn, stored, window_json
@@ -35,7 +35,7 @@ from chatkeep.server.state import ServerState, state_of, tenant_store
 from chatkeep.store import AsyncStore
 from chatkeep.types import JSONObject, StoredMessage
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(prefix="/v1", tags=["chat"], responses=ERROR_RESPONSES)
 StoreDep = Annotated[AsyncStore, Depends(tenant_store)]
 
 

@@ -4,6 +4,12 @@
 
 Every chatkeep error, request validation error, 404/405/413 and unexpected exception (500)
 gets it. Stack traces go to the server's log, never to clients.
+
+Transient failures (the store is unreachable, a queued turn waited too long) are 503 with a
+``Retry-After`` header, so HTTP clients' standard retry policies back off and retry; a full disk
+is 507 ``store_full`` without one: it needs an operator, not a quick retry. Nothing of a
+request that failed with either was stored, so retrying it (with the same ``Idempotency-Key``)
+is safe.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from chatkeep.errors import (
     LeaseTimeout,
     StoreClosed,
     StoreError,
+    StoreFull,
     TokenizerMismatch,
 )
 from chatkeep.server.logs import current_request_id
@@ -44,7 +51,28 @@ _HTTP_CODES = {
     429: "too_many_requests",
     502: "llm_error",
     503: "unavailable",
+    507: "store_full",
 }
+
+RETRY_AFTER_SECONDS = 1
+"""What 503 answers put in ``Retry-After``: a database restart takes about a second or two."""
+
+RETRY_AFTER = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "the store is unavailable (or a queued turn waited too long); nothing "
+        "was stored: retry after `Retry-After` seconds (with the same `Idempotency-Key`)",
+        "headers": {
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
+    507: {"description": "the store's disk is full; nothing was stored (`store_full`)"},
+}
+"""The 503/507 answers every store-backed route may give, for the OpenAPI schema."""
 
 
 class ApiError(Exception):
@@ -82,9 +110,16 @@ def from_chatkeep(exc: ChatkeepError) -> tuple[int, str]:
         return 409, "conflict"
     if isinstance(exc, TokenizerMismatch):
         return 500, "tokenizer_mismatch"
+    if isinstance(exc, StoreFull):
+        return 507, "store_full"
     if isinstance(exc, StoreClosed | StoreError):
         return 503, "store_unavailable"
     return 500, "internal_error"
+
+
+def headers_for(status: int) -> dict[str, str] | None:
+    """``Retry-After`` on 503 answers, nothing on the others."""
+    return RETRY_AFTER if status == 503 else None
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -95,12 +130,27 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _unparsable_body(exc: StarletteHTTPException) -> str | None:
+    """Why FastAPI could not parse a JSON body (it answers a bare "error parsing the body")."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, RecursionError):
+        return "the JSON body is nested too deeply"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte {cause.start}: {cause.reason})"
+    if isinstance(cause, ValueError):
+        return f"the body is not valid JSON: {cause}"
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the one shape."""
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
+        headers = exc.headers or headers_for(exc.status)
+        return error_response(exc.status, exc.code, exc.message, headers)
 
     @app.exception_handler(ChatkeepError)
     async def _chatkeep(request: Request, exc: ChatkeepError) -> JSONResponse:
@@ -108,7 +158,7 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("store error", exc_info=exc)
             message = str(exc) if code != "internal_error" else "internal error"
-            return error_response(status, code, message)
+            return error_response(status, code, message, headers_for(status))
         return error_response(status, code, str(exc))
 
     @app.exception_handler(RequestValidationError)
@@ -117,8 +167,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unparsable = _unparsable_body(exc)
+        if unparsable is not None:
+            return error_response(400, "invalid_json", unparsable)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None) or headers_for(exc.status_code)
+        return error_response(exc.status_code, code, message, headers)
 
     # Anything else is answered 500 (same shape, no details) by RequestMiddleware.

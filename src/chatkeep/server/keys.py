@@ -115,7 +115,7 @@ class KeyFile:
             if data.get("version") != FILE_VERSION:
                 raise ValueError(f"unknown keys file version {data.get('version')!r}")
             return {k["id"]: KeyRecord(**k) for k in data["keys"]}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise StoreUnavailable(f"cannot read the keys file {self.path}: {exc}") from exc
 
     # -- writing ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatkeep.server.errors import error_body
 from chatkeep.server.logs import access, new_request_id, reset_request_id, set_request_id
 from chatkeep.server.metrics import Metrics
-from chatkeep.server.paths import keep_encoded_slashes
+from chatkeep.server.paths import PathNotUTF8, keep_encoded_slashes
 
 log = logging.getLogger("chatkeep.server")
 
@@ -43,7 +43,6 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        keep_encoded_slashes(scope)
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         rid = new_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
@@ -79,7 +78,10 @@ class RequestMiddleware:
         try:
             if declared > self.max_body:
                 raise _TooLarge(self.max_body)
+            keep_encoded_slashes(scope)
             await self.app(scope, limited_receive, send_wrapper)
+        except PathNotUTF8 as exc:
+            await self._error(send_wrapper, 400, "invalid_input", str(exc))
         except _TooLarge:
             if not response_started:
                 await self._error(send_wrapper, 413, "payload_too_large", _too_large(self.max_body))

@@ -9,7 +9,9 @@ slashes and it is unambiguous: ``GET /v1/sessions/x%2Fmessages`` is the info of 
 ASGI servers decode ``%2F`` in ``scope["path"]``, which loses the difference, so
 :func:`keep_encoded_slashes` rebuilds the path of ``/v1/sessions/...`` requests from
 ``raw_path`` with ``%`` and ``/`` inside each segment re-encoded, and the routes' ``sid``
-convertor decodes the id.
+convertor decodes the id. Percent-escapes that do not decode as UTF-8 (``%FF``, an encoded lone
+surrogate) are refused with a 400 rather than turned into U+FFFD, which would store the message
+under an id the client never sent.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from urllib.parse import unquote
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.types import Scope
 
+from chatkeep.errors import InvalidInput
+
 
 def _encode(text: str) -> str:
     return text.replace("%", "%25").replace("/", "%2F")
 
 
 class SessionIdConvertor(Convertor[str]):
-    regex = ".*"
+    regex = r"[\s\S]*"  # newlines too, so ``%0A`` gets the session-id error, not a 404
 
     def convert(self, value: str) -> str:
         return unquote(value)
@@ -35,6 +39,20 @@ class SessionIdConvertor(Convertor[str]):
 
 
 register_url_convertor("sid", SessionIdConvertor())
+
+
+class PathNotUTF8(InvalidInput):
+    """A percent-encoded path segment that is not UTF-8: refused, never stored as U+FFFD."""
+
+
+def _strict_unquote(part: str) -> str:
+    try:
+        return unquote(part, errors="strict")
+    except UnicodeDecodeError:
+        raise PathNotUTF8(
+            f"the URL path segment {part!r} is not UTF-8 once percent-decoded; "
+            "percent-encode the UTF-8 bytes of the session id"
+        ) from None
 
 
 def keep_encoded_slashes(scope: Scope) -> None:
@@ -52,6 +70,6 @@ def keep_encoded_slashes(scope: Scope) -> None:
     except UnicodeDecodeError:
         text = None
     if text is not None and unquote(text) == path:
-        scope["path"] = "/".join(_encode(unquote(part)) for part in text.split("/"))
+        scope["path"] = "/".join(_encode(_strict_unquote(part)) for part in text.split("/"))
     else:  # no usable raw form: keep the decoded slashes as separators, protect "%"
         scope["path"] = path.replace("%", "%25")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from chatkeep.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from chatkeep.crypto import Keyring
 from chatkeep.stores import default_url
 
 LeasePolicy = Literal["queue", "reject"]
@@ -39,6 +42,8 @@ ENV: dict[str, str] = {
     "llm_api_key": "CHATKEEP_LLM_API_KEY",
     "llm_timeout": "CHATKEEP_LLM_TIMEOUT",
     "log_level": "CHATKEEP_LOG_LEVEL",
+    "encryption_key": "CHATKEEP_ENCRYPTION_KEY",
+    "encryption_old_keys": "CHATKEEP_ENCRYPTION_OLD_KEYS",
 }
 
 
@@ -61,6 +66,10 @@ class Settings:
     llm_api_key: str = ""
     llm_timeout: float = 60.0
     log_level: str = "info"
+    #: base64 master key for encryption at rest (empty: off); never shown in a repr
+    encryption_key: str = field(default="", repr=False)
+    #: older keys, comma separated, still accepted for reading (until ``chatkeep rekey``)
+    encryption_old_keys: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not self.store_url:
@@ -80,10 +89,26 @@ class Settings:
         for name in ("lease_timeout", "lease_ttl", "llm_timeout"):
             if not 0 < float(getattr(self, name)) <= 86_400:
                 raise InvalidInput(f"{name} must be in (0, 86400] seconds")
+        if self.encryption_key or self.encryption_old_keys:
+            from chatkeep.crypto import parse_key
+
+            if self.encryption_key:
+                parse_key(self.encryption_key, "encryption_key")  # fail at startup, not later
+            for i, key in enumerate(self.encryption_old_keys.replace(",", " ").split()):
+                parse_key(key, f"encryption_old_keys #{i + 1}")
         if self.llm_base_url and not self.llm_model:
             raise InvalidInput(
                 "an LLM base_url needs a model too (--llm-model / CHATKEEP_LLM_MODEL)"
             )
+
+    def keyring(self) -> Keyring | None:
+        """The keyring for the store (None: encryption off)."""
+        if not (self.encryption_key or self.encryption_old_keys):
+            return None
+        from chatkeep.crypto import Keyring
+
+        old = self.encryption_old_keys.replace(",", " ").split()
+        return Keyring(self.encryption_key or None, old)
 
     @property
     def keys_path(self) -> Path:

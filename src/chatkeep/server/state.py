@@ -40,6 +40,6 @@ def state_of(request: Request) -> ServerState:
 async def tenant_store(request: Request) -> AsyncStore:
     """FastAPI dependency: the caller's tenant-scoped store (401 without a valid key)."""
     state = state_of(request)
-    tenant = tenant_of(request, state.keys)
+    tenant = tenant_of(request, state.keys, loopback=state.settings.loopback)
     request.scope["chatkeep_tenant"] = tenant
     return state.view(tenant)

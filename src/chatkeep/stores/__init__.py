@@ -16,6 +16,9 @@
 ==========================  ==============================================================
 
 The default URL is ``$CHATKEEP_URL``, else ``sqlite:///chatkeep.db`` in the working directory.
+
+Encryption at rest works the same on every scheme: ``open_store(url, encryption=key)`` or
+``$CHATKEEP_ENCRYPTION_KEY`` (see :mod:`chatkeep.crypto` and ``docs/reliability.md``).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from chatkeep.errors import InvalidURL
+from chatkeep.errors import InvalidInput, InvalidURL
 
 if TYPE_CHECKING:  # chatkeep.store imports this package; import it lazily at run time
+    from chatkeep.crypto import Keyring
     from chatkeep.store import AsyncStore, Store
     from chatkeep.stores.base import AsyncBackend, Backend
     from chatkeep.tokenizers import Tokenizer
@@ -146,23 +150,57 @@ def make_async_backend(url: str) -> AsyncBackend:
     return ThreadedAsyncBackend(backend)
 
 
+def resolve_keyring(encryption: Keyring | str | bool | None) -> Keyring | None:
+    """The keyring for ``encryption``: a :class:`~chatkeep.crypto.Keyring`, a base64 key,
+    ``None`` (from ``$CHATKEEP_ENCRYPTION_KEY`` / ``$CHATKEEP_ENCRYPTION_OLD_KEYS``, if set)
+    or ``False`` (none, whatever the environment says)."""
+    if encryption is None:
+        from chatkeep.crypto import KEY_ENV, OLD_KEYS_ENV, Keyring
+
+        if not (os.environ.get(KEY_ENV) or os.environ.get(OLD_KEYS_ENV)):
+            return None  # don't import cryptography when nothing asks for it
+        return Keyring.from_env()
+    if encryption is False:
+        return None
+    if isinstance(encryption, str):
+        from chatkeep.crypto import Keyring
+
+        return Keyring(encryption)
+    if encryption is True:
+        raise InvalidInput("encryption=True names no key; pass the key or a Keyring")
+    return encryption
+
+
+def with_encryption(backend: Any, keyring: Keyring | None, *, asynchronous: bool = False) -> Any:
+    """``backend`` sealing on write and opening on read with ``keyring``. Without a keyring a
+    durable backend is still wrapped, so encrypted rows raise a clear error instead of coming
+    back as ciphertext; an in-process store without a key is returned as is."""
+    if keyring is None and backend.ephemeral:
+        return backend
+    from chatkeep.stores.encrypted import AsyncEncryptedBackend, EncryptedBackend
+
+    return (AsyncEncryptedBackend if asynchronous else EncryptedBackend)(backend, keyring)
+
+
 def open_store(
     url: str | None = None,
     *,
     tenant: str = "default",
     tokenizer: Tokenizer | str | None = None,
     limits: Limits | None = None,
+    encryption: Keyring | str | bool | None = None,
     **options: Any,
 ) -> Store:
     """Open the store at ``url`` (default: ``$CHATKEEP_URL`` or ``sqlite:///chatkeep.db``).
 
     Open it once per process and share it; use it as a context manager or call ``close()``.
+    ``encryption`` turns on encryption at rest (see :func:`resolve_keyring`).
     """
     from chatkeep.store import Store
 
     url = url or default_url()
     store = Store(
-        make_backend(url),
+        with_encryption(make_backend(url), resolve_keyring(encryption)),
         url=redact(url),
         tenant=tenant,
         tokenizer=tokenizer,
@@ -178,6 +216,7 @@ async def open_async_store(
     tenant: str = "default",
     tokenizer: Tokenizer | str | None = None,
     limits: Limits | None = None,
+    encryption: Keyring | str | bool | None = None,
     **options: Any,
 ) -> AsyncStore:
     """The async twin of :func:`open_store`."""
@@ -185,7 +224,7 @@ async def open_async_store(
 
     url = url or default_url()
     store = AsyncStore(
-        make_async_backend(url),
+        with_encryption(make_async_backend(url), resolve_keyring(encryption), asynchronous=True),
         url=redact(url),
         tenant=tenant,
         tokenizer=tokenizer,

@@ -10,21 +10,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chatkeep.errors import ConflictError, CorruptRecord, InvalidInput
-from chatkeep.types import ROLES, Message, StoredMessage, Summary, stored_from_row
+from chatkeep.types import (
+    ROLES,
+    Message,
+    StoredMessage,
+    Summary,
+    stored_from_message,
+    stored_from_row,
+)
+from chatkeep.validation import check_session_id
 
 _scan: Any = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
 _fromiso = datetime.fromisoformat
-
-
-def _loads(body: str | bytes) -> Any:
-    text = body.decode() if isinstance(body, bytes) else body
-    try:
-        value, end = _scan(text, 0)
-    except StopIteration:
-        raise ValueError("body is not JSON") from None
-    if end != len(text) or not isinstance(value, dict):
-        raise ValueError("body is not one JSON object")
-    return value
 
 
 def new_id() -> str:
@@ -41,14 +38,18 @@ def decode_cursor(cursor: str | None) -> str | None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.urlsafe_b64decode(padded.encode()).decode()
+        after = base64.urlsafe_b64decode(padded.encode()).decode()
+        check_session_id(after)  # a cursor names a session id; anything else was forged
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidInput(f"invalid sessions cursor {cursor!r}") from None
+    return after
 
 
 def ts(value: datetime) -> str:
     """A UTC timestamp as stored text (ISO 8601, microseconds, sortable)."""
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if value.tzinfo is not timezone.utc:  # messages' own times are UTC already
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
 
 
 def parse_ts(value: str) -> datetime:
@@ -61,13 +62,30 @@ def parse_ts(value: str) -> datetime:
     return parsed
 
 
+def _loads(body: str | bytes) -> Any:
+    """One JSON object from a stored body (the encryption wrapper's opened envelopes)."""
+    text = body.decode() if isinstance(body, bytes) else body
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        raise ValueError("body is not JSON") from None
+    if end != len(text) or not isinstance(value, dict):
+        raise ValueError("body is not one JSON object")
+    return value
+
+
+def utc(value: datetime) -> datetime:
+    # drivers return timezone.utc when the session's time zone is UTC (PostgreSQL: we ask)
+    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
+
+
 def decode_row(
     session_id: str,
     seq: int,
     role: str,
     tokens: int,
     msg_id: str,
-    created_at: str,
+    created_at: str | datetime,
     body: str | bytes,
 ) -> StoredMessage:
     """Turn a stored row back into a :class:`StoredMessage`; never skip a bad row silently.
@@ -75,15 +93,20 @@ def decode_row(
     Rows were validated when written, so only their shape is checked here (reads are the hot
     path); anything that does not decode raises :class:`CorruptRecord`.
     """
-    try:
-        data = _loads(body)
+    try:  # no helper calls but the one that builds the object: this runs per message read
+        text = body.decode() if type(body) is bytes else body
+        data, end = _scan(text, 0)
+        if end != len(text) or type(data) is not dict:
+            raise ValueError("body is not one JSON object")
         content = data.get("content", "")
-        if role not in ROLES or not isinstance(content, str | list):
+        if role not in ROLES or not isinstance(content, (str, list)):
             raise TypeError(f"bad role {role!r} or content type {type(content).__name__}")
-        return stored_from_row(session_id, seq, role, tokens, msg_id, _fromiso(created_at), data)
+        created = _fromiso(created_at) if type(created_at) is str else utc(created_at)  # type: ignore[arg-type]
+        return stored_from_row(session_id, seq, role, tokens, msg_id, created, data)
     except Exception as exc:
+        reason = "body is not JSON" if isinstance(exc, StopIteration) else exc
         raise CorruptRecord(
-            f"message seq {seq} of session {session_id!r} cannot be decoded: {exc}"
+            f"message seq {seq} of session {session_id!r} cannot be decoded: {reason}"
         ) from exc
 
 
@@ -91,15 +114,7 @@ def stored(
     message: Message, *, session_id: str, seq: int, tokens: int, msg_id: str | None = None
 ) -> StoredMessage:
     """``message`` (already validated) as stored under ``seq``."""
-    return stored_from_row(
-        session_id,
-        seq,
-        message.role,
-        tokens,
-        msg_id or new_id(),
-        message.created_at,
-        message.body(),
-    )
+    return stored_from_message(message, session_id, seq, tokens, msg_id or new_id())
 
 
 def check_expected(session_id: str, expect_last_seq: int | None, last_seq: int) -> None:

@@ -4,7 +4,9 @@
 read. The dataclasses they hand out are frozen, but a message's content parts, tool calls,
 metadata and payload are plain lists and dicts: returning the cached ones would let a caller
 change stored data by mutating what ``read()`` gave it. These helpers copy exactly the mutable
-parts. A plain text message (the hot path of every window) has none and is returned as it is.
+parts, for all the messages of one call in one ``marshal`` round trip. A plain text message (the
+hot path of every window) has none and is returned as it is, and so is a window or an append
+result holding only such messages.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from typing import Any
 
 from chatkeep.types import (
     AppendResult,
-    JSONObject,
     SessionInfo,
     StoredMessage,
     Window,
-    stored_from_row,
+    stored_with_parts,
 )
 
 
@@ -41,36 +42,43 @@ def _clone(value: Any) -> Any:
         return copy_json(value)
 
 
+def _plain(m: StoredMessage) -> bool:
+    return type(m.content) is str and m.tool_calls is None and not m.metadata and m.payload is None
+
+
 def detach(m: StoredMessage) -> StoredMessage:
     """``m`` with its own copies of every mutable field (``m`` itself when it has none)."""
-    if type(m.content) is str and m.tool_calls is None and not m.metadata and m.payload is None:
-        return m
-    # one C-level round trip copies all four (JSON values only: dicts, lists, scalars)
-    content, tool_calls, metadata, payload = _clone(
-        (m.content, m.tool_calls, m.metadata, m.payload)
-    )
-    body: JSONObject = {
-        "content": content,
-        "name": m.name,
-        "tool_calls": tool_calls,
-        "tool_call_id": m.tool_call_id,
-        "metadata": metadata,
-        "format": m.format,
-        "payload": payload,
-    }
-    return stored_from_row(m.session_id, m.seq, m.role, m.tokens, m.id, m.created_at, body)
+    return m if _plain(m) else detach_all((m,))[0]
 
 
 def detach_all(messages: Iterable[StoredMessage]) -> list[StoredMessage]:
-    return [detach(m) for m in messages]
+    """The messages with their own copies of every mutable field; the ones with none are
+    returned as they are, and the others' parts are copied in one C-level round trip."""
+    out = list(messages)
+    rich = [i for i, m in enumerate(out) if not _plain(m)]
+    if rich:
+        parts = _clone(
+            [[m.content, m.tool_calls, m.metadata, m.payload] for m in map(out.__getitem__, rich)]
+        )
+        for i, (content, tool_calls, metadata, payload) in zip(rich, parts, strict=True):
+            out[i] = stored_with_parts(out[i], content, tool_calls, metadata, payload)
+    return out
+
+
+def _detached(messages: tuple[StoredMessage, ...]) -> tuple[StoredMessage, ...]:
+    return messages if all(map(_plain, messages)) else tuple(detach_all(messages))
 
 
 def detach_window(w: Window) -> Window:
-    return replace(w, system=tuple(detach_all(w.system)), messages=tuple(detach_all(w.messages)))
+    system, messages = _detached(w.system), _detached(w.messages)
+    if system is w.system and messages is w.messages:
+        return w  # frozen, and nothing in it is mutable
+    return replace(w, system=system, messages=messages)
 
 
 def detach_result(r: AppendResult) -> AppendResult:
-    return replace(r, messages=tuple(detach_all(r.messages)))
+    messages = _detached(r.messages)
+    return r if messages is r.messages else replace(r, messages=messages)
 
 
 def detach_info(info: SessionInfo) -> SessionInfo:

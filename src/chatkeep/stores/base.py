@@ -11,9 +11,8 @@ coroutines in the async one. A sync backend becomes an async one through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from chatkeep.types import (
     AppendResult,
@@ -28,9 +27,9 @@ from chatkeep.types import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class NewRow:
-    """A validated message ready to be written: its encoded body and its token count."""
+class NewRow(NamedTuple):
+    """A validated message ready to be written: its encoded body and its token count (a
+    tuple: one is made per appended message, and a tuple is the cheapest immutable record)."""
 
     message: Message
     body: bytes

@@ -61,7 +61,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chatkeep.errors import ChatkeepError, CorruptRecord, StoreUnavailable, TokenizerMismatch
+from chatkeep.errors import (
+    ChatkeepError,
+    CorruptRecord,
+    StoreFull,
+    StoreUnavailable,
+    TokenizerMismatch,
+)
 from chatkeep.policies.window import window_from_history
 from chatkeep.stores._common import (
     check_expected,
@@ -126,7 +132,7 @@ class FileBackend:
         except ChatkeepError:
             raise
         except OSError as exc:
-            raise StoreUnavailable(f"file store {self.root}: {what} failed: {exc}") from exc
+            raise unavailable(self.root, what, exc) from exc
 
     @contextmanager
     def _locked(self, lock: Path, *, exclusive: bool, create: bool = True) -> Iterator[None]:
@@ -295,9 +301,12 @@ class FileBackend:
         try:
             if os.fstat(fd).st_size != offset:
                 os.ftruncate(fd, offset)  # drop a torn tail left by a crashed writer
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
+            rest = memoryview(data)
+            while rest:  # a short write means the disk filled up: the next one says ENOSPC
+                written = os.write(fd, rest)
+                if written == 0:
+                    raise OSError(errno.EIO, f"short write ({len(data) - len(rest)} bytes)")
+                rest = rest[written:]
             os.fsync(fd)
         except BaseException:
             try:  # leave nothing unacknowledged behind
@@ -352,6 +361,19 @@ class FileBackend:
                 return result
 
         return self._run(f"{what} session {session_id!r}", go)
+
+    def compact(self, tenant: str, session_id: str) -> None:
+        """Rewrite the session's file without its dead records now, so superseded records
+        (plaintext or old-key ones after ``chatkeep rekey``) leave the disk, not just the view."""
+        path, lock = self._paths(tenant, session_id)
+
+        def go() -> None:
+            with self._locked(lock, exclusive=True):
+                state = self._load(path)
+                if state is not None and state.dead:
+                    self._compact(path, state)
+
+        self._run(f"compact session {session_id!r}", go)
 
     def _compact(self, path: Path, state: _State) -> None:
         """Rewrite the file without dead records. Housekeeping: the change it follows is
@@ -792,6 +814,22 @@ def _pread_all(fd: int, size: int, offset: int) -> bytes:
         size -= len(chunk)
         offset += len(chunk)
     return b"".join(chunks)
+
+
+def unavailable(root: Path, what: str, exc: OSError) -> StoreUnavailable:
+    """The chatkeep error for an OS error: :class:`StoreFull` when the disk is full (the
+    writer truncated its partial line away, so nothing of it is stored), a message saying so
+    on a read-only file system, else :class:`StoreUnavailable`."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(
+            f"file store {root}: {what} failed: the disk is full ({exc.strerror}); nothing of "
+            "this write was stored; free some space and retry"
+        )
+    if exc.errno == errno.EROFS:
+        return StoreUnavailable(
+            f"file store {root}: {what} failed: the file system is read-only; nothing was written"
+        )
+    return StoreUnavailable(f"file store {root}: {what} failed: {exc}")
 
 
 def _write_file(path: Path, text: str, *, sync: bool = True) -> None:

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from chatkeep.errors import StoreUnavailable
+from chatkeep.errors import StoreFull, StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.postgres_schema import Sql, parse_url
@@ -50,6 +50,10 @@ def unavailable(url: str, exc: BaseException) -> StoreUnavailable:
     else:
         why = type(exc).__name__
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, pg_errors.DiskFull | pg_errors.OutOfMemory):
+        return StoreFull(
+            f"PostgreSQL store {url}: the server is out of disk space or memory: {detail}"
+        )
     return StoreUnavailable(f"PostgreSQL store {url}: {why}: {detail}")
 
 
@@ -142,6 +146,7 @@ class PostgresBackend:
             min_size=o.min_size,
             max_size=o.max_size,
             timeout=o.pool_timeout,
+            reconnect_timeout=o.reconnect_timeout,
             kwargs=o.connect_kwargs(),
             open=False,
             name=f"chatkeep:{o.schema}",

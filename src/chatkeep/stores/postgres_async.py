@@ -105,6 +105,7 @@ class AsyncPostgresBackend:
             min_size=o.min_size,
             max_size=o.max_size,
             timeout=o.pool_timeout,
+            reconnect_timeout=o.reconnect_timeout,
             kwargs=o.connect_kwargs(),
             open=False,
             name=f"chatkeep:{o.schema}",

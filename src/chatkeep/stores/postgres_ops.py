@@ -12,22 +12,23 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from psycopg import sql
 
-from chatkeep.errors import CorruptRecord, StoreUnavailable, TokenizerMismatch
+from chatkeep.errors import StoreUnavailable, TokenizerMismatch
 from chatkeep.policies.window import PINNED_ROLES, select_window
 from chatkeep.stores._common import (
-    _loads,
     check_expected,
     check_summary_args,
     decode_cursor,
+    decode_row,
     encode_cursor,
     new_id,
     stored,
     summary_of,
+    utc,
 )
 from chatkeep.stores.base import NewRow, _Unset
 from chatkeep.stores.postgres_schema import (
@@ -39,7 +40,6 @@ from chatkeep.stores.postgres_schema import (
     Sql,
 )
 from chatkeep.types import (
-    ROLES,
     AppendResult,
     JSONObject,
     Lease,
@@ -47,7 +47,6 @@ from chatkeep.types import (
     SessionPage,
     StoredMessage,
     Summary,
-    stored_from_row,
     utcnow,
 )
 
@@ -74,24 +73,9 @@ class Replay(Exception):
 
 
 # -- row mapping --------------------------------------------------------------------------------
-def utc(value: datetime) -> datetime:
-    # psycopg already returns timezone.utc when the session's TimeZone is UTC (we ask for it)
-    return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
-
-
 def decode(session_id: str, row: Sequence[Any]) -> StoredMessage:
     """A stored row (``MSG_COLS`` order) as a :class:`StoredMessage`; never skip a bad one."""
-    seq, role, tokens, msg_id, created_at, body = row[:6]
-    try:
-        data = _loads(body)
-        content = data.get("content", "")
-        if role not in ROLES or not isinstance(content, str | list):
-            raise TypeError(f"bad role {role!r} or content type {type(content).__name__}")
-        return stored_from_row(session_id, seq, role, tokens, msg_id, utc(created_at), data)
-    except Exception as exc:
-        raise CorruptRecord(
-            f"message seq {seq} of session {session_id!r} cannot be decoded: {exc}"
-        ) from exc
+    return decode_row(session_id, *row[:6])
 
 
 def info_of(tenant: str, row: Sequence[Any]) -> SessionInfo:
@@ -207,16 +191,26 @@ def append_fast(
     return _result(session_id, rows, min(r[0] for r in seqs) - 1, args["ids"])
 
 
+_CREATE_ATTEMPTS = 100  # rounds of create-then-lock against concurrent deletes
+
+
 def _fresh_session(s: Sql, tenant: str, session_id: str, now: datetime | None = None) -> Op:
-    """Inside a transaction: make sure a live session row exists (dropping an expired one)."""
+    """Inside a transaction: lock the session's live row, creating it if missing (an expired
+    one is dropped first).
+
+    The INSERT does nothing when another transaction has the row; a concurrent ``delete`` can
+    then remove that row before our lock reaches it, so the lock finds nothing. Go round
+    again (each statement sees what was committed before it) until a row is ours."""
     args = _args(tenant, session_id)
     if now is not None:
         args["now"] = now
-    row = yield Q(s.session_lock, args, "one")
-    if row is not None and row[8] is not None and row[8] <= args["now"]:
-        yield from _drop(s, row[0])
-        row = None
-    if row is None:
+    for _ in range(_CREATE_ATTEMPTS):
+        row = yield Q(s.session_lock, args, "one")
+        if row is not None and row[8] is not None and row[8] <= args["now"]:
+            yield from _drop(s, row[0])
+            row = None
+        if row is not None:
+            return row
         yield Q(
             s.q(
                 "INSERT INTO {s}.ck_sessions (tenant, session_id, created_at, updated_at) "
@@ -225,8 +219,10 @@ def _fresh_session(s: Sql, tenant: str, session_id: str, now: datetime | None = 
             args,
             "none",
         )
-        row = yield Q(s.session_lock, args, "one")
-    return row
+    raise StoreUnavailable(
+        f"session {session_id!r} was deleted {_CREATE_ATTEMPTS} times while this write was "
+        "creating it; nothing was written, try again"
+    )
 
 
 def _drop(s: Sql, pk: int) -> Op:

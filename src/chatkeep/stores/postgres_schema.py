@@ -43,6 +43,14 @@ class PgOptions:
     statement_timeout: float = 30.0
     prepare_threshold: int = 5
 
+    @property
+    def reconnect_timeout(self) -> float:
+        """How long the pool keeps retrying one lost connection before it drops it; the next
+        call then connects afresh. psycopg_pool doubles its delay between retries (1, 2, 4, 8
+        ... seconds) for up to this long, so its default (5 minutes) let a 30 s database
+        restart keep the store failing for ~30 s more. Short chains bound that to ~2 s."""
+        return max(5.0, 2 * self.connect_timeout)
+
     def connect_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "autocommit": True,

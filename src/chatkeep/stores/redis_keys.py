@@ -36,6 +36,7 @@ from chatkeep.errors import (
     InvalidInput,
     InvalidURL,
     MissingDependency,
+    StoreFull,
     StoreUnavailable,
 )
 from chatkeep.policies.window import PINNED_ROLES, select_window
@@ -421,7 +422,13 @@ def unavailable(label: str, exc: BaseException, *, retry: bool) -> StoreUnavaila
         else "; the request may or may not have been applied (pass an idempotency_key to "
         "appends so that retrying them is safe)"
     )
-    return StoreUnavailable(f"Redis error on {label}: {type(exc).__name__}: {exc}{hint}")
+    message = f"Redis error on {label}: {type(exc).__name__}: {exc}{hint}"
+    text = str(exc)
+    if text.startswith("OOM ") or "maxmemory" in text:  # a refused script ran no write
+        return StoreFull(f"{message}; the server's memory is full (maxmemory): nothing was stored")
+    if text.startswith("MISCONF"):  # Redis refuses writes when it cannot persist them
+        return StoreFull(f"{message}; the server cannot persist (its disk may be full)")
+    return StoreUnavailable(message)
 
 
 def tokenizer_error(label: str, held: bytes, name: str) -> str:

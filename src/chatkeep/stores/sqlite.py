@@ -18,13 +18,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from chatkeep.errors import ChatkeepError, InvalidURL, StoreUnavailable, TokenizerMismatch
+from chatkeep.errors import (
+    ChatkeepError,
+    InvalidURL,
+    StoreFull,
+    StoreUnavailable,
+    TokenizerMismatch,
+)
 from chatkeep.policies.window import PINNED_ROLES, select_window, tail_budget
 from chatkeep.stores._common import (
     check_expected,
@@ -55,6 +60,7 @@ from chatkeep.types import (
 T = TypeVar("T")
 
 _SYNC_LEVELS = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA", "off": "OFF"}
+_CHECKPOINT_WAIT_MS = 250  # how long erase/purge wait to truncate the WAL
 _MSG_COLS = "seq, role, tokens, id, created_at, body"
 _SESSION_COLS = (
     "pk, session_id, created_at, updated_at, message_count, last_seq, total_tokens, metadata, "
@@ -72,6 +78,12 @@ SET last_seq = last_seq + ?, message_count = message_count + ?, total_tokens = t
 WHERE tenant = ? AND session_id = ? AND (expires_at IS NULL OR expires_at > ?)
 RETURNING pk, last_seq, total_tokens
 """
+
+
+_INSERT_SQL = (
+    "INSERT INTO ck_messages (session_pk, seq, id, role, tokens, prefix_tokens, created_at, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class _Replay(Exception):
@@ -97,6 +109,35 @@ ORDER BY seq
 def _prefix_upper(prefix: str) -> str | None:
     last = ord(prefix[-1])
     return None if last >= 0x10FFFF else prefix[:-1] + chr(last + 1)
+
+
+# result codes (the sqlite3 module exports them from Python 3.11.4 only)
+_SQLITE_FULL, _SQLITE_READONLY, _SQLITE_CANTOPEN = 13, 8, 14
+
+
+def _read_only(path: Path) -> bool:
+    """The database's folder cannot be written (WAL needs its -wal and -shm files there)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    return not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK))
+
+
+def unavailable(path: Path, exc: sqlite3.Error, what: str = "SQLite error on") -> StoreUnavailable:
+    """The chatkeep error for an SQLite failure: :class:`StoreFull` when the disk is full (the
+    transaction was rolled back, so nothing of it was stored), a message saying so when the
+    file or its folder is read-only, else :class:`StoreUnavailable`."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    if code == _SQLITE_FULL:
+        return StoreFull(
+            f"SQLite database {path}: the disk is full ({exc}); nothing of this write was "
+            "stored; free some space and retry"
+        )
+    if code == _SQLITE_READONLY or (code == _SQLITE_CANTOPEN and _read_only(path)):
+        return StoreUnavailable(
+            f"SQLite database {path} is read-only ({exc}): the file, its folder or the file "
+            "system is read-only, and a WAL database needs to write its -wal and -shm files "
+            "next to it; nothing was written"
+        )
+    return StoreUnavailable(f"{what} {path}: {exc}")
 
 
 class SQLiteBackend:
@@ -129,8 +170,10 @@ class SQLiteBackend:
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # deleted rows are overwritten, not left in free pages (erase, retention, rekey)
+            conn.execute("PRAGMA secure_delete = ON")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise unavailable(self.path, exc, "cannot open SQLite database") from exc
         with self._conns_lock:
             self._conns.append(conn)
         return conn
@@ -153,34 +196,32 @@ class SQLiteBackend:
         except ChatkeepError:
             raise
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+            raise unavailable(self.path, exc) from exc
 
-    @contextmanager
-    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    def _transact(self, fn: Callable[[sqlite3.Connection], T], begin: str) -> T:
+        # one transaction, with driver errors translated; written out rather than built from
+        # helpers because every append and read comes through here
         try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            conn = self._conn
+            conn.execute(begin)
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+        except ChatkeepError:
             raise
-        else:
-            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise unavailable(self.path, exc) from exc
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def go(_: sqlite3.Connection) -> T:
-            with self._tx() as conn:
-                return fn(conn)
-
-        return self._run(go)
+        return self._transact(fn, "BEGIN IMMEDIATE")
 
     def _snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def go(_: sqlite3.Connection) -> T:
-            with self._tx(immediate=False) as conn:
-                return fn(conn)
-
-        return self._run(go)
+        return self._transact(fn, "BEGIN")
 
     def open(self) -> None:
         def go(conn: sqlite3.Connection) -> None:
@@ -276,7 +317,8 @@ class SQLiteBackend:
         )
 
     @staticmethod
-    def _rows(session_id: str, rows: list[Any]) -> list[StoredMessage]:
+    def _rows(session_id: str, rows: Iterable[Any]) -> list[StoredMessage]:
+        # decoded as the cursor yields them: no list of row tuples kept alive meanwhile
         return [decode_row(session_id, *r) for r in rows]
 
     # -- primitives --------------------------------------------------------------------------
@@ -359,11 +401,10 @@ class SQLiteBackend:
                     )
                 )
                 total += r.tokens
-            conn.executemany(
-                "INSERT INTO ck_messages (session_pk, seq, id, role, tokens, prefix_tokens, "
-                "created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
+            if n == 1:
+                conn.execute(_INSERT_SQL, params[0])
+            else:
+                conn.executemany(_INSERT_SQL, params)
             if idempotency_key is not None:
                 conn.execute(
                     "INSERT INTO ck_idempotency (session_pk, key, first_seq, last_seq) "
@@ -403,7 +444,7 @@ class SQLiteBackend:
             if limit is not None:
                 sql += " LIMIT ?"
                 args += (limit,)
-            rows = self._rows(session_id, conn.execute(sql, args).fetchall())
+            rows = self._rows(session_id, conn.execute(sql, args))
             return rows[::-1] if newest else rows
 
         return self._snapshot(go)
@@ -554,11 +595,10 @@ class SQLiteBackend:
                     )
                 )
                 total += r.tokens
-            conn.executemany(
-                "INSERT INTO ck_messages (session_pk, seq, id, role, tokens, prefix_tokens, "
-                "created_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params,
-            )
+            if n == 1:
+                conn.execute(_INSERT_SQL, params[0])
+            else:
+                conn.executemany(_INSERT_SQL, params)
             conn.execute(
                 "UPDATE ck_sessions SET last_seq = ?, message_count = ?, total_tokens = ?, "
                 "summary = NULL, summary_seq = 0, summary_tokens = 0, summary_at = NULL, "
@@ -693,7 +733,25 @@ class SQLiteBackend:
                 )
             return len(dead)
 
-        return self._write(go)
+        purged = self._write(go)
+        if purged:
+            self._truncate_wal()
+        return purged
+
+    def _truncate_wal(self) -> None:
+        """After deleting on purpose (erase, retention), checkpoint and truncate the WAL so
+        the old page images leave the -wal file too. Best effort: it waits at most
+        ``_CHECKPOINT_WAIT_MS`` for other connections, and a reader that holds an older
+        snapshot keeps the WAL until the next checkpoint."""
+
+        def go(conn: sqlite3.Connection) -> None:
+            conn.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")  # never stall writes
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+
+        self._run(go)
 
     def erase(self, tenant: str) -> int:
         def go(conn: sqlite3.Connection) -> int:
@@ -708,7 +766,9 @@ class SQLiteBackend:
             conn.execute("DELETE FROM ck_leases WHERE tenant = ?", (tenant,))
             return len(pks)
 
-        return self._write(go)
+        erased = self._write(go)
+        self._truncate_wal()
+        return erased
 
     def acquire_lease(self, tenant: str, session_id: str, owner: str, ttl: float) -> Lease | None:
         def go(conn: sqlite3.Connection) -> Lease | None:

@@ -183,6 +183,30 @@ function renderWindow(win, limit) {
 }
 
 // -- chat (server-sent events) ----------------------------------------------------------------
+// One key per message typed: a retry after a lost connection or a 503 reuses it, so the server
+// replays the stored turn instead of storing it (and calling the LLM) twice.
+function newIdempotencyKey() {
+  if (window.crypto && crypto.randomUUID) return "web-" + crypto.randomUUID();
+  return "web-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2);
+}
+
+async function postTurn(body) {
+  const key = newIdempotencyKey();
+  for (let attempt = 1; ; attempt++) {
+    let res = null;
+    try {
+      res = await fetch("/v1/chat", { method: "POST", headers: { ...headers(true), "Idempotency-Key": key },
+        body: JSON.stringify(body) });
+    } catch (e) {
+      if (attempt >= 3) throw e;  // the connection failed: the turn may or may not be stored
+    }
+    if (res && (res.status !== 503 || attempt >= 3)) return res;
+    const wait = res ? Math.min(5, parseInt(res.headers.get("Retry-After") || "1", 10) || 1) : attempt;
+    setStatus(`connection problem; retrying in ${wait} s…`);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+  }
+}
+
 async function send(text) {
   const sid = state.session;
   const limit = parseInt($("token-limit").value, 10) || undefined;
@@ -198,8 +222,7 @@ async function send(text) {
   list.append(mine, reply);
   list.scrollTop = list.scrollHeight;
   try {
-    const res = await fetch("/v1/chat", { method: "POST", headers: headers(true),
-      body: JSON.stringify({ session_id: sid, message: text, token_limit: limit, stream: true }) });
+    const res = await postTurn({ session_id: sid, message: text, token_limit: limit, stream: true });
     if (!res.ok) { const b = await res.json(); throw new Error(b.error ? b.error.message : res.statusText); }
     const reader = res.body.getReader();
     const decoder = new TextDecoder();

@@ -1,0 +1,35 @@
+"""`make soak`'s report: a bad figure anywhere makes the run fail, and the summary says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.reliability.soak import markdown, totals, verdict
+
+
+def report(**crash: Any) -> dict[str, Any]:
+    clean = {"backend": "sqlite-full", "kills": 3, "acked": 9, "lost": 0, "duplicated": 0,
+             "integrity_checks": 3, "problems": []}  # fmt: skip
+    soak = {"backend": "sqlite", "processes": 8, "threads": 4, "seconds": 5.0, "ops_total": 10,
+            "ops_per_second": 2.0, "ops": {"append": 10}, "errors": {"turn:ConflictError": 1},
+            "unexpected_errors": 0, "violations": 0, "lost": 0, "duplicated": 0,
+            "problems": []}  # fmt: skip
+    out: dict[str, Any] = {"seed": 1, "crash": [{**clean, **crash}], "soak": [soak], "faults": []}
+    out |= {"finished_at": "now", "minutes": 1, "chatkeep": "0", "python": "3", "cpus": 2}
+    out["totals"] = totals(out)
+    out["failures"] = verdict(out)
+    return out
+
+
+def test_a_clean_run_passes() -> None:
+    clean = report()
+    assert clean["failures"] == [] and clean["totals"]["integrity_ok"] is True
+    assert "Verdict: **pass**" in markdown(clean)
+
+
+def test_any_loss_duplicate_or_problem_fails_the_run() -> None:
+    for bad in ({"lost": 1}, {"duplicated": 2}, {"problems": ["integrity_check says x"]}):
+        failed = report(**bad)
+        assert failed["failures"], bad
+        assert "Verdict: **FAIL**" in markdown(failed)
+    assert report(problems=["integrity_check says x"])["totals"]["integrity_ok"] is False
