@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -66,6 +67,15 @@ class SyncView:
             return [s async for s in self._store.iter_sessions(**kw)]
 
         return iter(self._loop.run(collect()))
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    # Streamlit's AppTest leaves the app script installed as ``__main__``; a child process
+    # started with "spawn" afterwards would run that script again before its own target.
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(params=BACKENDS)

@@ -237,7 +237,21 @@ class SQLiteBackend:
             )
         if self.path.parent and not self.path.parent.exists():
             raise StoreUnavailable(f"directory {self.path.parent} does not exist")
-        self._run(go)
+        # Several processes opening a new file at once (``--workers``, spawned writers) race
+        # to switch it to WAL; SQLite answers the loser "database is locked" at once, without
+        # waiting on the busy timeout (it would deadlock otherwise). Both steps are
+        # idempotent, so retry until the busy timeout runs out.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                self._run(go)
+                return
+            except StoreUnavailable as exc:
+                cause = exc.__cause__
+                locked = isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause)
+                if not locked or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005 + 0.02 * (os.getpid() % 7) / 7)
 
     def close(self) -> None:
         with self._conns_lock:
