@@ -128,6 +128,20 @@ def test_export_import_round_trip_is_lossless(url: str, tmp_path: Path) -> None:
     ]
 
 
+def test_a_failed_export_leaves_no_partial_file_and_keeps_the_old_one(
+    url: str, tmp_path: Path
+) -> None:
+    dump = tmp_path / "dump.jsonl"
+    result = run_main("export", "user-1", "ghost", "--store", url, "--output", str(dump))
+    assert result.returncode == 2 and "ghost" in result.stderr
+    assert list(tmp_path.glob("*dump*")) == []  # not even a header line
+    assert run_main("export", "--store", url, "--output", str(dump)).returncode == 0
+    before = dump.read_bytes()
+    assert run_main("export", "ghost", "--store", url, "--output", str(dump)).returncode == 2
+    assert dump.read_bytes() == before  # the previous export is untouched
+    assert sorted(p.name for p in tmp_path.glob("*dump*")) == ["dump.jsonl"]
+
+
 def test_import_conflicts_and_reruns(url: str, tmp_path: Path) -> None:
     dump = tmp_path / "dump.jsonl"
     cli("export", "--store", url, "--output", str(dump))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -232,51 +233,73 @@ def export(
     """
     with _open(store, tenant) as st:
         ids = session_ids or [s.session_id for s in st.iter_sessions(prefix=prefix)]
-        target: IO[str]
-        target = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
-        count = 0
-        try:
-            header = {
-                "chatkeep_export": EXPORT_VERSION,
-                "tenant": tenant,
-                "exported_at": datetime.now().astimezone().isoformat(),
-                "tokenizer": st.tokenizer.name,
-            }
-            target.write(json.dumps(header, ensure_ascii=False) + "\n")
-            with _progress(output != "-") as progress:
-                task = progress.add_task("exporting", total=len(ids))
-                for sid in ids:
-                    info = st.info(sid)
-                    if info is None:
-                        raise InvalidInput(f"no session {sid!r} to export")
-                    summary = st.get_summary(sid)
-                    record: dict[str, Any] = {
-                        "type": "session",
-                        **info.to_dict(),
-                        "summary": (
-                            {"text": summary.text, "covers_through_seq": summary.covers_through_seq}
-                            if summary
-                            else None
-                        ),
-                    }
-                    target.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    after = 0
-                    while True:
-                        page = st.read(sid, after_seq=after, limit=BATCH)
-                        for m in page:
-                            target.write(
-                                json.dumps({"type": "message", **m.to_dict()}, ensure_ascii=False)
-                                + "\n"
-                            )
-                        count += len(page)
-                        if len(page) < BATCH:
-                            break
-                        after = page[-1].seq
-                    progress.advance(task)
-        finally:
-            if target is not sys.stdout:
-                target.close()
+        missing = [sid for sid in ids if st.info(sid) is None]
+        if missing:  # checked before anything is written
+            raise InvalidInput(f"no session {missing[0]!r} to export")
+        if output == "-":
+            count = _write_export(st, tenant, ids, sys.stdout, show_progress=False)
+        else:
+            count = _export_to_file(st, tenant, ids, Path(output))
     err.print(f"exported {len(ids)} session(s), {count} message(s)")
+
+
+def _export_to_file(st: Store, tenant: str, ids: list[str], path: Path) -> int:
+    # Written beside the target and renamed over it once complete and synced: a failure or a
+    # kill part-way leaves the previous file (or none), never a truncated export.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            count = _write_export(st, tenant, ids, f, show_progress=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _write_export(
+    st: Store, tenant: str, ids: list[str], target: IO[str], *, show_progress: bool
+) -> int:
+    count = 0
+    header = {
+        "chatkeep_export": EXPORT_VERSION,
+        "tenant": tenant,
+        "exported_at": datetime.now().astimezone().isoformat(),
+        "tokenizer": st.tokenizer.name,
+    }
+    target.write(json.dumps(header, ensure_ascii=False) + "\n")
+    with _progress(show_progress) as progress:
+        task = progress.add_task("exporting", total=len(ids))
+        for sid in ids:
+            info = st.info(sid)
+            if info is None:
+                raise InvalidInput(f"session {sid!r} was deleted while it was being exported")
+            summary = st.get_summary(sid)
+            record: dict[str, Any] = {
+                "type": "session",
+                **info.to_dict(),
+                "summary": (
+                    {"text": summary.text, "covers_through_seq": summary.covers_through_seq}
+                    if summary
+                    else None
+                ),
+            }
+            target.write(json.dumps(record, ensure_ascii=False) + "\n")
+            after = 0
+            while True:
+                page = st.read(sid, after_seq=after, limit=BATCH)
+                for m in page:
+                    target.write(
+                        json.dumps({"type": "message", **m.to_dict()}, ensure_ascii=False) + "\n"
+                    )
+                count += len(page)
+                if len(page) < BATCH:
+                    break
+                after = page[-1].seq
+            progress.advance(task)
+    return count
 
 
 @dataclass
