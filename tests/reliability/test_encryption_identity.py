@@ -314,3 +314,50 @@ def test_a_killed_rekey_leaves_everything_readable_and_a_rerun_completes(
         )
         assert retry.replayed and len(only_b.read(f"s{i}")) == PER_SESSION
     print(f"messages under the new key at each kill: {kills} of {total}")
+
+
+# -- progress -----------------------------------------------------------------------------------
+def test_rekey_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bar.db?synchronous=normal"
+    with chatkeep.open_store(url, encryption=KEY_A) as sa:
+        for i in range(200):
+            sa.append(f"s{i}", Message.user(f"m{i}"))
+    master, slave = os.openpty()  # stderr is a terminal, as when a person runs it
+    env = _env(CHATKEEP_ENCRYPTION_KEY=KEY_B, CHATKEEP_ENCRYPTION_OLD_KEYS=KEY_A, TERM="xterm")
+    proc = subprocess.Popen(
+        _rekey_cmd(url), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    shown = b"".join(chunks).decode(errors="replace")
+    assert "rekeying" in shown and "/200" in shown, shown[-2000:]
+    assert "200 session(s) looked at, 200 rewritten" in shown
+
+
+def test_rekey_prints_progress_lines_when_not_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from chatkeep import cli_crypto
+
+    buf = io.StringIO()
+    real, cli_crypto.err = cli_crypto.err, Console(file=buf, width=200)
+    try:
+        ticker = cli_crypto._Ticker(3, enabled=True, every=0.0)
+        for _ in range(3):
+            ticker.tick()
+        cli_crypto._Ticker(3, enabled=False, every=0.0).tick()  # a terminal has the bar
+    finally:
+        cli_crypto.err = real
+    assert buf.getvalue().splitlines() == [f"rekey: {n}/3 session(s)" for n in (1, 2, 3)]
