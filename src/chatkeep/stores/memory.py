@@ -338,8 +338,9 @@ class MemoryBackend:
                 new[seq] = stored_from_row(
                     session_id, seq, m.role, m.tokens, msg_id, m.created_at, _loads(body)
                 )
-            for seq, m in new.items():
-                s.messages[seq - 1] = m  # type: ignore[union-attr]
+            if s is not None:
+                for seq, m in new.items():
+                    s.messages[seq - 1] = m
 
     def tenants(self) -> list[str]:
         with self._lock:
