@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -40,28 +41,33 @@ def rekey(
     ] = None,
     tenant: Annotated[
         list[str] | None,
-        typer.Option("--tenant", "-t", help="Tenant to rekey (repeatable; default: default)."),
+        typer.Option(
+            "--tenant",
+            "-t",
+            help="Tenant to rekey (repeatable; default: every tenant the store holds).",
+        ),
     ] = None,
 ) -> None:
     """Re-encrypt stored conversations with the current key ($CHATKEEP_ENCRYPTION_KEY),
     reading older data with $CHATKEEP_ENCRYPTION_OLD_KEYS; plaintext written before encryption
-    was turned on is encrypted too. Sessions already under the current key are skipped, so an
-    interrupted run resumes where it stopped. With only old keys set, it decrypts everything
-    (turning encryption off). Exit status 1 if a session could not be rewritten.
+    was turned on, and envelopes in the older format, are rewritten too. Messages keep their
+    ids, seqs, timestamps and idempotency keys (rewritten in place). Data already under the
+    current key is skipped, so an interrupted or killed run resumes where it stopped. With
+    only old keys set, it decrypts everything (turning encryption off). Exit status 1 if a
+    session could not be rewritten.
 
     Example: CHATKEEP_ENCRYPTION_KEY=$(cat new.key) CHATKEEP_ENCRYPTION_OLD_KEYS=$(cat old.key)
-    chatkeep rekey --store sqlite:///chatkeep.db --tenant default --tenant acme
+    chatkeep rekey --store sqlite:///chatkeep.db
     """
     from chatkeep.rekey import rekey_sessions, session_ids
     from chatkeep.stores import resolve_keyring
 
-    tenants = tenant or ["default"]
     keyring = resolve_keyring(None)
     with open_store(store or default_url(), encryption=keyring or False) as st:
         from chatkeep.rekey import _backend
 
         backend = _backend(st)
-        todo = session_ids(st, tenants)
+        todo = session_ids(st, tenant or None)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -71,9 +77,15 @@ def rekey(
             disable=not err.is_terminal,
             transient=True,
         )
+        ticker = _Ticker(len(todo), enabled=not err.is_terminal)
         with progress:
             task = progress.add_task("rekeying", total=len(todo))
-            report = rekey_sessions(backend, todo, on_session=lambda _t, _s: progress.advance(task))
+
+            def advance(_tenant: str, _sid: str) -> None:
+                progress.advance(task)
+                ticker.tick()
+
+            report = rekey_sessions(backend, todo, on_session=advance)
     target = f"key id {keyring.current_id}" if keyring and keyring.current_id else "plaintext"
     err.print(
         f"rekey to {target}: {report.sessions} session(s) looked at, {report.rewritten} "
@@ -85,6 +97,21 @@ def rekey(
         )
     if report.skipped:
         raise typer.Exit(1)
+
+
+class _Ticker:
+    """Progress on a non-terminal stderr (a log): one line every ``every`` seconds."""
+
+    def __init__(self, total: int, *, enabled: bool, every: float = 5.0) -> None:
+        self.total, self.enabled, self.every = total, enabled, every
+        self.done = 0
+        self.next = time.monotonic() + every
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.enabled and time.monotonic() >= self.next:
+            self.next = time.monotonic() + self.every
+            err.print(f"rekey: {self.done}/{self.total} session(s)")
 
 
 def register(app: typer.Typer) -> None:

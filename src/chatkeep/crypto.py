@@ -7,12 +7,19 @@ every envelope names the id of the key that sealed it.
 
 Each tenant gets its own data key: ``HKDF-SHA256(master, salt="chatkeep data key v1",
 info=tenant)``. A value is sealed with a random 96-bit nonce and additional authenticated data
-that binds the envelope to its tenant, session, kind (message, summary, metadata), role and
-key id, so ciphertext copied to another tenant, session or message role fails to open.
+(AAD) that binds the envelope to its tenant, session, kind (message, summary, metadata), role,
+key id and, from format 2 on, its own identity: a message's id, a summary's
+``covers_through_seq``. So ciphertext copied to another tenant, session, message role, or
+swapped between two messages of one session, fails to open.
 
-Envelope (ASCII, stored where the plaintext would be)::
+Envelopes (ASCII, stored where the plaintext would be)::
 
-    ck1:<key id>:<base64url(nonce || ciphertext || tag)>
+    ck2:<key id>:<base64url(nonce || ciphertext || tag)>    written now
+    ck1:<key id>:<base64url(nonce || ciphertext || tag)>    format 1: still read, no identity
+
+The two formats use different AAD (each starts with its own version tag), so an envelope
+cannot be relabelled from one format to the other. ``chatkeep rekey`` rewrites format-1
+envelopes as format 2.
 
 ``cryptography`` is imported only when a keyring is built (``pip install
 'chatkeep[encryption]'``). Keys never appear in a ``repr``, a message or a log line.
@@ -29,7 +36,8 @@ from typing import Any
 
 from chatkeep.errors import EncryptionKeyError, MissingDependency, TamperedRecord
 
-PREFIX = "ck1:"
+PREFIX = "ck2:"  # what seal writes
+PREFIXES = ("ck2:", "ck1:")  # what open reads
 KEY_ENV = "CHATKEEP_ENCRYPTION_KEY"
 OLD_KEYS_ENV = "CHATKEEP_ENCRYPTION_OLD_KEYS"
 _NONCE = 12
@@ -147,12 +155,19 @@ class Keyring:
         return aead
 
     @staticmethod
-    def _aad(kid: str, tenant: str, session_id: str, kind: str, role: str) -> bytes:
+    def _aad(
+        version: str, kid: str, tenant: str, session_id: str, kind: str, role: str, ident: str
+    ) -> bytes:
         # tenant and session ids cannot hold control characters, so NUL separates unambiguously
-        return "\0".join(("chatkeep-v1", kid, kind, tenant, session_id, role)).encode()
+        if version == "ck1":
+            return "\0".join(("chatkeep-v1", kid, kind, tenant, session_id, role)).encode()
+        return "\0".join(("chatkeep-v2", kid, kind, tenant, session_id, role, ident)).encode()
 
-    def seal(self, plaintext: bytes, *, tenant: str, session_id: str, kind: str, role: str) -> str:
-        """The envelope of ``plaintext`` under the current key."""
+    def seal(
+        self, plaintext: bytes, *, tenant: str, session_id: str, kind: str, role: str, ident: str
+    ) -> str:
+        """The envelope of ``plaintext`` under the current key, bound to ``ident`` (the
+        message id, or what else names the value within its session)."""
         kid = self.current_id
         if kid is None:
             raise EncryptionKeyError(
@@ -161,17 +176,26 @@ class Keyring:
             )
         nonce = os.urandom(_NONCE)
         sealed = self._aead(kid, tenant).encrypt(
-            nonce, plaintext, self._aad(kid, tenant, session_id, kind, role)
+            nonce, plaintext, self._aad("ck2", kid, tenant, session_id, kind, role, ident)
         )
         return f"{PREFIX}{kid}:{base64.urlsafe_b64encode(nonce + sealed).decode().rstrip('=')}"
 
     def open(
-        self, envelope: str, *, tenant: str, session_id: str, kind: str, role: str, where: str
+        self,
+        envelope: str,
+        *,
+        tenant: str,
+        session_id: str,
+        kind: str,
+        role: str,
+        ident: str,
+        where: str,
     ) -> bytes:
-        """The plaintext of ``envelope``; :class:`TamperedRecord` if it fails authentication,
-        :class:`EncryptionKeyError` if its key is not in this keyring."""
+        """The plaintext of ``envelope`` (either format); :class:`TamperedRecord` if it fails
+        authentication, :class:`EncryptionKeyError` if its key is not in this keyring."""
+        version = envelope[:3]
         kid = envelope[4:20]  # PREFIX, then the key id
-        if kid not in self._keys or envelope[20:21] != ":":
+        if envelope[:4] not in PREFIXES or kid not in self._keys or envelope[20:21] != ":":
             kid = envelope_key_id(envelope, where)  # a shape error, or an unknown key:
             raise EncryptionKeyError(
                 f"{where} is encrypted with key id {kid}, which this store was not given "
@@ -188,7 +212,9 @@ class Keyring:
         try:
             return bytes(
                 self._aead(kid, tenant).decrypt(
-                    blob[:_NONCE], blob[_NONCE:], self._aad(kid, tenant, session_id, kind, role)
+                    blob[:_NONCE],
+                    blob[_NONCE:],
+                    self._aad(version, kid, tenant, session_id, kind, role, ident),
                 )
             )
         except self._invalid_tag:
@@ -199,14 +225,20 @@ class Keyring:
 
 
 def is_sealed(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(PREFIX)
+    return isinstance(value, str) and value.startswith(PREFIXES)
+
+
+def envelope_version(envelope: str) -> str:
+    """``"ck2"`` or ``"ck1"`` (the caller checked :func:`is_sealed`)."""
+    return envelope[:3]
 
 
 def envelope_key_id(envelope: str, where: str) -> str:
     """The key id an envelope names (checked for shape only)."""
     kid = envelope[len(PREFIX) : len(PREFIX) + _KID_LEN]
     if (
-        len(kid) != _KID_LEN
+        not envelope.startswith(PREFIXES)
+        or len(kid) != _KID_LEN
         or envelope[len(PREFIX) + _KID_LEN : len(PREFIX) + _KID_LEN + 1] != ":"
         or any(c not in "0123456789abcdef" for c in kid)
     ):

@@ -64,7 +64,7 @@ def test_the_store_really_encrypts(store: Any) -> None:
     raw = backend.inner.read(store.tenant, "s", after_seq=0, limit=None, newest=False)
     if is_async:
         raw = store._loop.run(raw)
-    assert raw[0].format == "sealed" and raw[0].content.startswith("ck1:")
+    assert raw[0].format == "sealed" and raw[0].content.startswith("ck2:")
     assert store.read("s")[0].content == "hello"
 
 

@@ -69,7 +69,7 @@ def test_raw_storage_holds_no_plaintext(backend: str, url: str) -> None:
         blob = raw_bytes(backend, url)
         assert leaks(blob, sid) == [sid], "the scan does not see the session"
         assert leaks(blob, *s.values()) == []
-        assert b"ck1:" in blob
+        assert b"ck2:" in blob
         # ... and it all reads back exactly, in this process and the window
         assert [m.content for m in expected][1:3] == [
             s["content"],
@@ -189,8 +189,11 @@ def test_rotation_old_data_readable_rekey_rewrites_old_key_removable(
         sb.append("s", Message.user("m5 under B"))
         assert _key_ids(sb, "s") == {a, b}
         assert [m.content for m in sb.read("s")][-2:] == ["m4", "m5 under B"]
+        before = [(m.seq, m.id, m.created_at) for m in sb.read("s") + sb.read("legacy")]
         report = rekey(sb, ["default"])
-        assert (report.sessions, report.rewritten, report.messages) == (3, 3, 8)
+        # in place: the 5 messages under A and the 2 plaintext ones; "m5 under B" stays as is
+        assert (report.sessions, report.rewritten, report.messages) == (3, 3, 7)
+        assert [(m.seq, m.id, m.created_at) for m in sb.read("s") + sb.read("legacy")] == before
         assert _key_ids(sb, "s") == {b} and _key_ids(sb, "legacy") == {b}
         assert rekey(sb, ["default"]).rewritten == 0  # idempotent: a second run has nothing to do
     with chatkeep.open_store(url, encryption=KEY_B) as only_b:  # key A removed
@@ -242,7 +245,7 @@ def test_second_process_reads_with_the_key_and_fails_clearly_without(url: str) -
     assert bad.returncode == 3 and bad.stdout.startswith("EncryptionKeyError"), (
         bad.stdout + bad.stderr
     )
-    assert "across processes" not in bad.stdout and "ck1:" not in bad.stdout
+    assert "across processes" not in bad.stdout and "ck2:" not in bad.stdout
 
 
 def test_rekey_command_migrates_and_resumes(tmp_path: Path) -> None:
@@ -268,8 +271,8 @@ def test_rekey_command_migrates_and_resumes(tmp_path: Path) -> None:
     )
     assert first.returncode == 0, first.stderr
     assert "4 session(s) looked at, 4 rewritten (4 message(s)), 0 skipped" in first.stderr
-    again = subprocess.run(
-        cmd, env=_env(CHATKEEP_ENCRYPTION_KEY=KEY_A), capture_output=True, text=True, timeout=60
+    again = subprocess.run(  # no tenants named: it finds both
+        cmd[:6], env=_env(CHATKEEP_ENCRYPTION_KEY=KEY_A), capture_output=True, text=True, timeout=60
     )
     assert "4 session(s) looked at, 0 rewritten" in again.stderr
     assert leaks(raw_bytes("sqlite", url), "legacy 0", "acme legacy") == []
@@ -318,9 +321,8 @@ def test_server_setting_encrypts_and_never_shows_the_key(tmp_path: Path) -> None
 
 
 def test_rekey_never_loses_a_concurrent_append(tmp_path: Path) -> None:
-    """A writer keeps appending to a session while rekey rewrites it: the replace is checked
-    against the last seq rekey read, so every append survives (the session is retried, or
-    reported and finished by a second run)."""
+    """A writer keeps appending to a session while rekey rewrites it in place: rekey only
+    rewrites the (seq, id) pairs it read, so every append survives, once, in order."""
     import threading
 
     url = f"sqlite:///{tmp_path}/hot.db?synchronous=normal"
@@ -364,32 +366,36 @@ def test_sync_and_async_wrappers_are_twins() -> None:
         assert callable(getattr(AsyncEncryptedBackend, name)), name
 
 
-def test_an_append_between_read_and_rewrite_is_retried_not_lost(tmp_path: Path) -> None:
-    """Deterministic version: another process-like writer (its own store and connection)
-    appends right after rekey read the session; the rewrite conflicts, is retried, and the
-    append is there, under the new key."""
+def test_a_message_replaced_between_read_and_rewrite_is_retried_not_overwritten(
+    tmp_path: Path,
+) -> None:
+    """Deterministic: another writer (its own store and connection) pops the last message and
+    appends a new one right after rekey read the session, so seq 2 is now another message
+    with another id. The rewrite names (seq, id), so it conflicts instead of putting the old
+    message's envelope over the new one; the session is read again and finished."""
     url = f"sqlite:///{tmp_path}/race.db"
     with chatkeep.open_store(url, encryption=KEY_A) as sa:
         sa.append("s", [Message.user("one"), Message.assistant("two")])
     with (
         chatkeep.open_store(url, encryption=Keyring(KEY_B, [KEY_A])) as sb,
-        chatkeep.open_store(url, encryption=KEY_B) as other,
+        chatkeep.open_store(url, encryption=Keyring(KEY_B, [KEY_A])) as other,
     ):
         inner = sb._backend.inner
         real_read, reads = inner.read, []
 
-        def read_then_someone_appends(*a: Any, **kw: Any) -> Any:
+        def read_then_someone_replaces(*a: Any, **kw: Any) -> Any:
             rows = real_read(*a, **kw)
             reads.append(1)
             if len(reads) == 1:
-                other.append("s", Message.user("sneaked in"))
+                other.pop("s")
+                other.append("s", Message.assistant("sneaked in"))
             return rows
 
-        inner.read = read_then_someone_appends
+        inner.read = read_then_someone_replaces
         try:
             report = rekey(sb, ["default"])
         finally:
             del inner.read
         assert len(reads) == 2 and report.skipped == [] and report.rewritten == 1
-        assert [m.content for m in sb.read("s")] == ["one", "two", "sneaked in"]
+        assert [m.content for m in sb.read("s")] == ["one", "sneaked in"]
         assert _key_ids(sb, "s") == {Keyring(KEY_B).current_id}

@@ -117,6 +117,13 @@ def stored(
     return stored_from_message(message, session_id, seq, tokens, msg_id or new_id())
 
 
+def rewrite_conflict(session_id: str, seq: int) -> ConflictError:
+    return ConflictError(
+        f"message seq {seq} of session {session_id!r} is not the one this rewrite read (it "
+        "was popped, cleared or replaced meanwhile); nothing was rewritten: re-read and retry"
+    )
+
+
 def check_expected(session_id: str, expect_last_seq: int | None, last_seq: int) -> None:
     if expect_last_seq is not None and expect_last_seq != last_seq:
         raise ConflictError(

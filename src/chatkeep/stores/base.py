@@ -29,11 +29,18 @@ from chatkeep.types import (
 
 class NewRow(NamedTuple):
     """A validated message ready to be written: its encoded body and its token count (a
-    tuple: one is made per appended message, and a tuple is the cheapest immutable record)."""
+    tuple: one is made per appended message, and a tuple is the cheapest immutable record).
+    ``msg_id`` is the id to store it under; None lets the backend make one (the encryption
+    wrapper chooses it, because the envelope is bound to it)."""
 
     message: Message
     body: bytes
     tokens: int
+    msg_id: str | None = None
+
+
+#: One in-place body rewrite: (seq, message id, new encoded body).
+Rewrite = tuple[int, str, bytes]
 
 
 class _Unset:
@@ -111,6 +118,16 @@ class Backend(Protocol):
     ) -> Lease | None: ...
     def release_lease(self, tenant: str, session_id: str, token: int) -> bool: ...
 
+    # -- maintenance (``chatkeep rekey``); not part of the public store API -----------------
+    def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        """Set the body of each message named by (seq, id) in place: its seq, id, role,
+        tokens and time, and the session's idempotency keys, summary, metadata and
+        ``updated_at`` stay. All or nothing: ``ConflictError`` (nothing changed) if any
+        (seq, id) is no longer in the session (popped, cleared or replaced meanwhile)."""
+
+    def tenants(self) -> list[str]:
+        """Every tenant that has at least one session (sorted)."""
+
 
 @runtime_checkable
 class AsyncBackend(Protocol):
@@ -170,6 +187,8 @@ class AsyncBackend(Protocol):
         self, tenant: str, session_id: str, owner: str, ttl: float
     ) -> Lease | None: ...
     async def release_lease(self, tenant: str, session_id: str, token: int) -> bool: ...
+    async def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None: ...
+    async def tenants(self) -> list[str]: ...
 
 
 #: The primitives, by name; the parity test checks both protocols and both facades.
@@ -191,3 +210,6 @@ PRIMITIVES: tuple[str, ...] = (
     "acquire_lease",
     "release_lease",
 )
+
+#: Maintenance primitives every backend has too (used by ``chatkeep rekey``).
+MAINTENANCE: tuple[str, ...] = ("rewrite_bodies", "tenants")

@@ -26,8 +26,8 @@ from typing import Any
 
 from chatkeep.crypto import PREFIX, Keyring, is_sealed, missing_key
 from chatkeep.errors import InvalidInput, TamperedRecord
-from chatkeep.stores._common import _loads
-from chatkeep.stores.base import UNSET, AsyncBackend, Backend, NewRow, _Unset
+from chatkeep.stores._common import _loads, new_id
+from chatkeep.stores.base import UNSET, AsyncBackend, Backend, NewRow, Rewrite, _Unset
 from chatkeep.types import (
     AppendResult,
     JSONObject,
@@ -81,11 +81,13 @@ class Sealer:
         out = []
         for r in rows:
             role = r.message.role
+            msg_id = r.msg_id or new_id()  # chosen here: the envelope is bound to it
             env = self.keyring.seal(
-                r.body, tenant=tenant, session_id=session_id, kind="msg", role=role
+                r.body, tenant=tenant, session_id=session_id, kind="msg", role=role, ident=msg_id
             )
             body = f'{{"content":"{env}","format":"{SEALED}"}}'.encode()
-            out.append(NewRow(_sealed_message(role, env, r.message.created_at), body, r.tokens))
+            message = _sealed_message(role, env, r.message.created_at)
+            out.append(NewRow(message, body, r.tokens, msg_id))
         return out
 
     def open_message(self, tenant: str, m: StoredMessage) -> StoredMessage:
@@ -97,7 +99,13 @@ class Sealer:
         if self.keyring is None:
             raise missing_key(where, m.content)
         plain = self.keyring.open(
-            m.content, tenant=tenant, session_id=m.session_id, kind="msg", role=m.role, where=where
+            m.content,
+            tenant=tenant,
+            session_id=m.session_id,
+            kind="msg",
+            role=m.role,
+            ident=m.id,
+            where=where,
         )
         try:
             body = _loads(plain)
@@ -140,14 +148,19 @@ class Sealer:
         )
 
     # -- summaries and session metadata ------------------------------------------------------
-    def seal_summary(self, tenant: str, session_id: str, text: str) -> str:
+    def seal_summary(self, tenant: str, session_id: str, text: str, covers: int) -> str:
         if not self.sealing:
             if is_sealed(text):  # it would read back as an envelope
                 raise InvalidInput(f"a summary may not start with {PREFIX!r} (reserved)")
             return text
         assert self.keyring is not None
         return self.keyring.seal(
-            text.encode(), tenant=tenant, session_id=session_id, kind="summary", role=""
+            text.encode(),
+            tenant=tenant,
+            session_id=session_id,
+            kind="summary",
+            role="",
+            ident=str(covers),
         )
 
     def open_summary(self, tenant: str, session_id: str, s: Summary | None) -> Summary | None:
@@ -157,7 +170,13 @@ class Sealer:
         if self.keyring is None:
             raise missing_key(where, s.text)
         text = self.keyring.open(
-            s.text, tenant=tenant, session_id=session_id, kind="summary", role="", where=where
+            s.text,
+            tenant=tenant,
+            session_id=session_id,
+            kind="summary",
+            role="",
+            ident=str(s.covers_through_seq),
+            where=where,
         )
         return dataclasses.replace(s, text=text.decode())
 
@@ -170,7 +189,9 @@ class Sealer:
             return meta
         assert self.keyring is not None
         plain = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
-        env = self.keyring.seal(plain, tenant=tenant, session_id=session_id, kind="meta", role="")
+        env = self.keyring.seal(
+            plain, tenant=tenant, session_id=session_id, kind="meta", role="", ident=""
+        )
         return {META_KEY: env}
 
     def open_info(self, tenant: str, info: SessionInfo | None) -> SessionInfo | None:
@@ -184,7 +205,13 @@ class Sealer:
         if self.keyring is None:
             raise missing_key(where, env)
         plain = self.keyring.open(
-            env, tenant=tenant, session_id=info.session_id, kind="meta", role="", where=where
+            env,
+            tenant=tenant,
+            session_id=info.session_id,
+            kind="meta",
+            role="",
+            ident="",
+            where=where,
         )
         return dataclasses.replace(info, metadata=json.loads(plain))
 
@@ -295,7 +322,7 @@ class EncryptedBackend:
     def put_summary(
         self, tenant: str, session_id: str, text: str, covers_through_seq: int, tokens: int
     ) -> Summary:
-        sealed = self.sealer.seal_summary(tenant, session_id, text)
+        sealed = self.sealer.seal_summary(tenant, session_id, text, covers_through_seq)
         s = self.inner.put_summary(tenant, session_id, sealed, covers_through_seq, tokens)
         return dataclasses.replace(s, text=text)
 
@@ -310,6 +337,13 @@ class EncryptedBackend:
 
     def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
         return self.inner.release_lease(tenant, session_id, token)
+
+    def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        """Raw: ``rows`` hold bodies as stored (rekey seals them itself)."""
+        self.inner.rewrite_bodies(tenant, session_id, rows)
+
+    def tenants(self) -> list[str]:
+        return self.inner.tenants()
 
 
 class AsyncEncryptedBackend:
@@ -418,7 +452,7 @@ class AsyncEncryptedBackend:
     async def put_summary(
         self, tenant: str, session_id: str, text: str, covers_through_seq: int, tokens: int
     ) -> Summary:
-        sealed = self.sealer.seal_summary(tenant, session_id, text)
+        sealed = self.sealer.seal_summary(tenant, session_id, text, covers_through_seq)
         s = await self.inner.put_summary(tenant, session_id, sealed, covers_through_seq, tokens)
         return dataclasses.replace(s, text=text)
 
@@ -435,3 +469,9 @@ class AsyncEncryptedBackend:
 
     async def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
         return await self.inner.release_lease(tenant, session_id, token)
+
+    async def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        await self.inner.rewrite_bodies(tenant, session_id, rows)
+
+    async def tenants(self) -> list[str]:
+        return await self.inner.tenants()

@@ -22,6 +22,7 @@ Records: every change is one appended line, a JSON object whose ``k`` says what 
     pop    the newest message was removed       clear   every message and the summary were
     r      replace: a clear and a (possibly empty) batch together, so a replace is one line
     meta   new metadata    exp   new expiry     sum     a new running summary
+    w      message bodies rewritten in place, seq and id kept (``chatkeep rekey``)
 
 Durability: a line is written with one ``os.write`` on an ``O_APPEND`` descriptor and is
 acknowledged only after ``fsync``. A crash can only leave a torn *last* line (no newline),
@@ -79,6 +80,7 @@ from chatkeep.stores._common import (
 )
 from chatkeep.stores._detach import detach_all, detach_result, detach_window
 from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.file_maint import FileMaintenance
 from chatkeep.stores.file_records import (
     FORMAT,
     _dumps,
@@ -111,7 +113,7 @@ _THREAD_STRIPES = 64
 _EXPIRY_MARK = b'"k":"exp"'  # in every expiry record (rarely also in a body: harmless)
 
 
-class FileBackend:
+class FileBackend(FileMaintenance):
     """JSON Lines per session under ``path``; see the module docstring for the layout."""
 
     scheme = "file"
@@ -490,7 +492,8 @@ class FileBackend:
             last = state.last_seq if state is not None else 0
             check_expected(session_id, expect_last_seq, last)
             batch = ",".join(
-                f"[{last + 1 + i},{_dumps(r.message.role)},{r.tokens},{_dumps(new_id())},"
+                f"[{last + 1 + i},{_dumps(r.message.role)},{r.tokens},"
+                f"{_dumps(r.msg_id or new_id())},"
                 f"{_dumps(ts(r.message.created_at))},{r.body.decode()}]"
                 for i, r in enumerate(rows)
             )
@@ -572,7 +575,8 @@ class FileBackend:
         def change(state: _State | None) -> list[str] | None:
             check_expected(session_id, expect_last_seq, state.last_seq if state else 0)
             batch = ",".join(
-                f"[{1 + i},{_dumps(r.message.role)},{r.tokens},{_dumps(new_id())},"
+                f"[{1 + i},{_dumps(r.message.role)},{r.tokens},"
+                f"{_dumps(r.msg_id or new_id())},"
                 f"{_dumps(ts(r.message.created_at))},{r.body.decode()}]"
                 for i, r in enumerate(rows)
             )

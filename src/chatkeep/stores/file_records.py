@@ -140,6 +140,9 @@ class _State:
             self.messages.clear()
             self.idempotency.clear()
             self.summary = None
+        elif kind == "w":  # bodies rewritten in place (rekey): not activity, keeps updated_at
+            self._rewrite(rec["m"])
+            return
         elif kind == "meta":
             if not isinstance(rec["metadata"], dict):
                 raise ValueError("metadata must be an object")
@@ -158,6 +161,21 @@ class _State:
         else:
             raise ValueError(f"unknown record kind {kind!r}")
         self.updated_at = at
+
+    def _rewrite(self, rows: Any) -> None:
+        new = {}
+        for seq, msg_id, body in rows:
+            if type(seq) is not int or not 0 < seq <= len(self.messages):
+                raise ValueError(f"rewrite of seq {seq!r} does not match the session")
+            m = self.messages[seq - 1]
+            if m.id != msg_id or not isinstance(body.get("content", ""), str | list):
+                raise ValueError(f"bad rewrite record (seq {seq})")
+            new[seq] = stored_from_row(
+                self.session_id, seq, m.role, m.tokens, msg_id, m.created_at, body
+            )
+        for seq, m in new.items():
+            self.messages[seq - 1] = m
+        self.dead += 1
 
     def snapshot_lines(self) -> list[str]:
         """The records of a compacted file that replays to this state."""

@@ -15,15 +15,17 @@ from datetime import datetime
 from chatkeep.errors import TokenizerMismatch
 from chatkeep.policies.window import window_from_history
 from chatkeep.stores._common import (
+    _loads,
     check_expected,
     check_summary_args,
     decode_cursor,
     encode_cursor,
+    rewrite_conflict,
     stored,
     summary_of,
 )
 from chatkeep.stores._detach import copy_json, detach, detach_all, detach_result, detach_window
-from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.types import (
     AppendResult,
     JSONObject,
@@ -33,6 +35,7 @@ from chatkeep.types import (
     StoredMessage,
     Summary,
     Window,
+    stored_from_row,
     utcnow,
 )
 
@@ -131,7 +134,15 @@ class MemoryBackend:
             check_expected(session_id, expect_last_seq, s.last_seq)
             first = s.last_seq + 1
             new = [  # detached: the caller's message keeps its own lists and dicts
-                detach(stored(r.message, session_id=session_id, seq=first + i, tokens=r.tokens))
+                detach(
+                    stored(
+                        r.message,
+                        session_id=session_id,
+                        seq=first + i,
+                        tokens=r.tokens,
+                        msg_id=r.msg_id,
+                    )
+                )
                 for i, r in enumerate(rows)
             ]
             s.messages.extend(new)
@@ -201,7 +212,15 @@ class MemoryBackend:
             s = self._get_or_create(tenant, session_id)
             check_expected(session_id, expect_last_seq, s.last_seq)
             new = [  # detached: the caller's messages keep their own lists and dicts
-                detach(stored(r.message, session_id=session_id, seq=1 + i, tokens=r.tokens))
+                detach(
+                    stored(
+                        r.message,
+                        session_id=session_id,
+                        seq=1 + i,
+                        tokens=r.tokens,
+                        msg_id=r.msg_id,
+                    )
+                )
                 for i, r in enumerate(rows)
             ]
             s.messages = new
@@ -307,3 +326,22 @@ class MemoryBackend:
                 return False
             row.expires = 0.0
             return True
+
+    def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        with self._lock:
+            s = self._live(tenant, session_id)
+            new: dict[int, StoredMessage] = {}
+            for seq, msg_id, body in rows:
+                if s is None or not 0 < seq <= len(s.messages) or s.messages[seq - 1].id != msg_id:
+                    raise rewrite_conflict(session_id, seq)
+                m = s.messages[seq - 1]
+                new[seq] = stored_from_row(
+                    session_id, seq, m.role, m.tokens, msg_id, m.created_at, _loads(body)
+                )
+            if s is not None:
+                for seq, m in new.items():
+                    s.messages[seq - 1] = m
+
+    def tenants(self) -> list[str]:
+        with self._lock:
+            return sorted({tenant for tenant, _ in self._data})

@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from chatkeep.errors import StoreFull, StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
-from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -288,3 +288,9 @@ class PostgresBackend:
         return self._run(  # type: ignore[no-any-return]
             lambda: ops.release_lease(self.sql, tenant, session_id, token), tx=False
         )
+
+    def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        self._run(lambda: ops.rewrite_bodies(self.sql, tenant, session_id, rows), tx=True)
+
+    def tenants(self) -> list[str]:
+        return self._run(lambda: ops.tenants(self.sql), tx=False)  # type: ignore[no-any-return]

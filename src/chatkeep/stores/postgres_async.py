@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from chatkeep.errors import StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
-from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.stores.postgres import is_idempotency_race, unavailable
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
@@ -252,3 +252,9 @@ class AsyncPostgresBackend:
         return await self._run(  # type: ignore[no-any-return]
             lambda: ops.release_lease(self.sql, tenant, session_id, token), tx=False
         )
+
+    async def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        await self._run(lambda: ops.rewrite_bodies(self.sql, tenant, session_id, rows), tx=True)
+
+    async def tenants(self) -> list[str]:
+        return await self._run(lambda: ops.tenants(self.sql), tx=False)  # type: ignore[no-any-return]

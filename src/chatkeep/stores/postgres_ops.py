@@ -26,11 +26,12 @@ from chatkeep.stores._common import (
     decode_row,
     encode_cursor,
     new_id,
+    rewrite_conflict,
     stored,
     summary_of,
     utc,
 )
-from chatkeep.stores.base import NewRow, _Unset
+from chatkeep.stores.base import NewRow, Rewrite, _Unset
 from chatkeep.stores.postgres_schema import (
     BY_ID,
     LIVE,
@@ -162,7 +163,7 @@ def _batch(rows: list[NewRow]) -> dict[str, Any]:
         "n": n,
         "added": total,
         "lu": next((n - i for i, r in enumerate(reversed(rows)) if r.message.role == "user"), 0),
-        "ids": [new_id() for _ in rows],
+        "ids": [r.msg_id or new_id() for r in rows],
         "roles": [r.message.role for r in rows],
         "tokens": [r.tokens for r in rows],
         "before": before,
@@ -571,3 +572,26 @@ def release_lease(s: Sql, tenant: str, session_id: str, token: int) -> Op:
         "rowcount",
     )
     return bool(n)
+
+
+def rewrite_bodies(s: Sql, tenant: str, session_id: str, rows: list[Rewrite]) -> Op:
+    """Inside a transaction (a conflict rolls every rewrite back)."""
+    row = yield from _live_session(s, tenant, session_id, lock=True)
+    for seq, msg_id, body in rows:
+        done = None
+        if row is not None:
+            done = yield Q(
+                s.q(
+                    "UPDATE {s}.ck_messages SET body = %s WHERE session_pk = %s AND seq = %s "
+                    "AND id = %s RETURNING seq"
+                ),
+                (body.decode(), row[0], seq, msg_id),
+                "one",
+            )
+        if done is None:
+            raise rewrite_conflict(session_id, seq)
+
+
+def tenants(s: Sql) -> Op:
+    rows = yield Q(s.q("SELECT DISTINCT tenant FROM {s}.ck_sessions ORDER BY tenant"), (), "all")
+    return [r[0] for r in rows]

@@ -27,10 +27,11 @@ from chatkeep.stores._common import (
     decode_cursor,
     encode_cursor,
     new_id,
+    rewrite_conflict,
     summary_of,
     ts,
 )
-from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.stores.redis_keys import (
     import_redis,
     lease_of,
@@ -165,7 +166,7 @@ class RedisBackend:
         idempotency_key: str | None,
         expect_last_seq: int | None,
     ) -> AppendResult:
-        ids = [new_id() for _ in rows]
+        ids = [r.msg_id or new_id() for r in rows]
         args = rk.append_args(utcnow(), rows, ids, idempotency_key, expect_last_seq)
 
         def go(r: Any) -> Any:
@@ -224,7 +225,7 @@ class RedisBackend:
         *,
         expect_last_seq: int | None,
     ) -> AppendResult:
-        ids = [new_id() for _ in rows]
+        ids = [r.msg_id or new_id() for r in rows]
         args = rk.append_args(utcnow(), rows, ids, None, expect_last_seq)
 
         def go(r: Any) -> Any:
@@ -385,3 +386,22 @@ class RedisBackend:
         return bool(
             self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token]), retry=False)
         )
+
+    def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        keys = self.keys.session(tenant, session_id)
+        args = rk.rewrite_args(utcnow(), rows)
+        bad = self._run(
+            lambda r: self._eval(r, SCRIPTS["rewrite"], keys, args), retry=True
+        )  # a repeat after a dropped connection writes the same bodies again
+        if int(bad):
+            raise rewrite_conflict(session_id, int(bad))
+
+    def tenants(self) -> list[str]:
+        def go(r: Any) -> list[str]:
+            found = {
+                self.keys.index_tenant(k)
+                for k in r.scan_iter(match=self.keys.index_pattern(), count=1000)
+            }
+            return sorted(t for t in found if t is not None)
+
+        return self._run(go)

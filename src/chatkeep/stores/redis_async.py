@@ -20,10 +20,11 @@ from chatkeep.stores._common import (
     decode_cursor,
     encode_cursor,
     new_id,
+    rewrite_conflict,
     summary_of,
     ts,
 )
-from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.stores.redis_keys import (
     import_redis,
     lease_of,
@@ -156,7 +157,7 @@ class AsyncRedisBackend:
         idempotency_key: str | None,
         expect_last_seq: int | None,
     ) -> AppendResult:
-        ids = [new_id() for _ in rows]
+        ids = [r.msg_id or new_id() for r in rows]
         args = rk.append_args(utcnow(), rows, ids, idempotency_key, expect_last_seq)
 
         async def go(r: Any) -> Any:
@@ -215,7 +216,7 @@ class AsyncRedisBackend:
         *,
         expect_last_seq: int | None,
     ) -> AppendResult:
-        ids = [new_id() for _ in rows]
+        ids = [r.msg_id or new_id() for r in rows]
         args = rk.append_args(utcnow(), rows, ids, None, expect_last_seq)
 
         async def go(r: Any) -> Any:
@@ -378,3 +379,22 @@ class AsyncRedisBackend:
         return bool(
             await self._run(lambda r: self._eval(r, SCRIPTS["release"], keys, [token]), retry=False)
         )
+
+    async def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        keys = self.keys.session(tenant, session_id)
+        args = rk.rewrite_args(utcnow(), rows)
+        bad = await self._run(
+            lambda r: self._eval(r, SCRIPTS["rewrite"], keys, args), retry=True
+        )  # a repeat after a dropped connection writes the same bodies again
+        if int(bad):
+            raise rewrite_conflict(session_id, int(bad))
+
+    async def tenants(self) -> list[str]:
+        async def go(r: Any) -> list[str]:
+            found = {
+                self.keys.index_tenant(k)
+                async for k in r.scan_iter(match=self.keys.index_pattern(), count=1000)
+            }
+            return sorted(t for t in found if t is not None)
+
+        return await self._run(go)

@@ -155,6 +155,19 @@ class Keys:
     def index(self, tenant: str) -> str:
         return f"{self.prefix}:sessions:{len(tenant)}:{tenant}"
 
+    def index_pattern(self) -> str:
+        """A SCAN pattern matching every tenant's session index (prefixes hold no globs)."""
+        return f"{self.prefix}:sessions:*"
+
+    def index_tenant(self, key: bytes | str) -> str | None:
+        """The tenant a session index key names (None: not an index key of this prefix)."""
+        text = key.decode() if isinstance(key, bytes) else key
+        head = f"{self.prefix}:sessions:"
+        size, sep, tenant = text[len(head) :].partition(":")
+        if not text.startswith(head) or not sep or not size.isdigit():
+            return None
+        return tenant if len(tenant) == int(size) else None
+
     def tenant_pattern(self, tenant: str) -> str:
         """A SCAN pattern matching every session key of ``tenant`` (glob characters escaped)."""
         return _GLOB_SPECIAL.sub(r"\\\1", f"{{{self.prefix}:{len(tenant)}:{tenant}:") + "*"
@@ -436,3 +449,10 @@ def tokenizer_error(label: str, held: bytes, name: str) -> str:
         f"{label} holds token counts made by {held.decode()!r}, not {name!r}; open it with "
         f"tokenizer={held.decode()!r} or use another ?prefix="
     )
+
+
+def rewrite_args(now: datetime, rows: list[tuple[int, str, bytes]]) -> list[Any]:
+    args: list[Any] = [now_ms(now), len(rows)]
+    for seq, msg_id, body in rows:
+        args.extend((seq, msg_id, body))
+    return args

@@ -349,6 +349,29 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'ix', 1) 
 return 0
 """
 
+# ARGV: now_ms, n, then n triples seq, id, body. Replies 0 (every body rewritten) or the first
+# seq whose id is not the one given (nothing rewritten). Role, tokens, id and time stay.
+REWRITE = r"""
+local n = tonumber(ARGV[2])
+local alive = live(tonumber(ARGV[1]), false)
+local heads = {}
+for k = 0, n - 1 do
+  local seq, id = ARGV[3 + 3 * k], ARGV[4 + 3 * k]
+  local rec = alive and redis.call('HGET', MS, seq)
+  if not rec then return tonumber(seq) end
+  local s1 = string.find(rec, '\31', 1, true)
+  local s2 = string.find(rec, '\31', s1 + 1, true)
+  local s3 = string.find(rec, '\31', s2 + 1, true)
+  local s4 = string.find(rec, '\31', s3 + 1, true)
+  if string.sub(rec, s2 + 1, s3 - 1) ~= id then return tonumber(seq) end
+  heads[k + 1] = string.sub(rec, 1, s4)
+end
+for k = 0, n - 1 do
+  redis.call('HSET', MS, ARGV[3 + 3 * k], heads[k + 1] .. ARGV[5 + 3 * k])
+end
+return 0
+"""
+
 
 @dataclass(frozen=True)
 class Script:
@@ -375,6 +398,7 @@ SCRIPTS: dict[str, Script] = {
     "purge": _session_script("purge", PURGE),
     "update": _session_script("update", UPDATE),
     "summary": _session_script("summary", SUMMARY),
+    "rewrite": _session_script("rewrite", REWRITE),
     "acquire": Script("acquire", ACQUIRE),
     "release": Script("release", RELEASE),
     "indexed": Script("indexed", INDEXED),

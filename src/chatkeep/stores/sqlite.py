@@ -39,11 +39,12 @@ from chatkeep.stores._common import (
     encode_cursor,
     new_id,
     parse_ts,
+    rewrite_conflict,
     stored,
     summary_of,
     ts,
 )
-from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.stores.sqlite_schema import apply_migrations
 from chatkeep.types import (
     AppendResult,
@@ -400,7 +401,7 @@ class SQLiteBackend:
             params = []
             ids = []
             for i, r in enumerate(rows):
-                msg_id = new_id()
+                msg_id = r.msg_id or new_id()
                 ids.append(msg_id)
                 params.append(
                     (
@@ -595,7 +596,7 @@ class SQLiteBackend:
             ids = []
             total = 0
             for i, r in enumerate(rows):
-                ids.append(new_id())
+                ids.append(r.msg_id or new_id())
                 params.append(
                     (
                         pk,
@@ -814,3 +815,23 @@ class SQLiteBackend:
             return cur.rowcount > 0
 
         return self._write(go)
+
+    def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        def go(conn: sqlite3.Connection) -> None:
+            s = self._session(conn, tenant, session_id)
+            for seq, msg_id, body in rows:
+                cur = conn.execute(
+                    "UPDATE ck_messages SET body = ? WHERE session_pk = ? AND seq = ? AND id = ?",
+                    (body.decode(), s[0] if s else None, seq, msg_id),
+                )
+                if cur.rowcount != 1:  # the transaction rolls back: nothing is rewritten
+                    raise rewrite_conflict(session_id, seq)
+
+        self._write(go)
+
+    def tenants(self) -> list[str]:
+        def go(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT DISTINCT tenant FROM ck_sessions ORDER BY tenant")
+            return [r[0] for r in rows]
+
+        return self._snapshot(go)

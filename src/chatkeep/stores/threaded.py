@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-from chatkeep.stores.base import UNSET, Backend, NewRow, _Unset
+from chatkeep.stores.base import UNSET, Backend, NewRow, Rewrite, _Unset
 from chatkeep.types import (
     AppendResult,
     JSONObject,
@@ -190,3 +190,9 @@ class ThreadedAsyncBackend:
 
     async def release_lease(self, tenant: str, session_id: str, token: int) -> bool:
         return await self._call(True, self.sync.release_lease, tenant, session_id, token)
+
+    async def rewrite_bodies(self, tenant: str, session_id: str, rows: list[Rewrite]) -> None:
+        await self._call(True, self.sync.rewrite_bodies, tenant, session_id, rows)
+
+    async def tenants(self) -> list[str]:
+        return await self._call(False, self.sync.tenants)
