@@ -112,7 +112,8 @@ class _MemoryCore:
     ) -> Message:
         if isinstance(role_or_message, str):
             if not fields:  # add("user", "hi"): what from_dict builds, without its dict
-                return Message(role_or_message, "" if content is None else content)
+                role: Any = role_or_message  # Message checks it is a known role
+                return Message(role, "" if content is None else content)
             return Message.from_dict({"role": role_or_message, "content": content, **fields})
         if content is not None or fields:
             raise InvalidInput("pass either a Message/dict, or a role with content and fields")
