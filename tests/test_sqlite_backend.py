@@ -196,9 +196,9 @@ def test_missing_directory_is_explained(tmp_path: Path) -> None:
 
 def test_append_without_returning_support(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SQLite before 3.35 has no UPDATE ... RETURNING; the fallback keeps every guarantee."""
-    import chatkeep.stores.sqlite as sqlite_mod
+    import chatkeep.stores.sqlite_append as append_mod
 
-    monkeypatch.setattr(sqlite_mod, "_HAS_RETURNING", False)
+    monkeypatch.setattr(append_mod, "HAS_RETURNING", False)
     with chatkeep.open_store(f"sqlite:///{tmp_path}/a.db") as store:
         first = store.append("s", [Message.user("a"), Message.assistant("b")], idempotency_key="k")
         assert (first.first_seq, first.last_seq) == (1, 2)

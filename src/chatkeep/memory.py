@@ -111,6 +111,9 @@ class _MemoryCore:
         role_or_message: str | Message | Mapping[str, Any], content: Any, fields: dict[str, Any]
     ) -> Message:
         if isinstance(role_or_message, str):
+            if not fields:  # add("user", "hi"): what from_dict builds, without its dict
+                role: Any = role_or_message  # Message checks it is a known role
+                return Message(role, "" if content is None else content)
             return Message.from_dict({"role": role_or_message, "content": content, **fields})
         if content is not None or fields:
             raise InvalidInput("pass either a Message/dict, or a role with content and fields")

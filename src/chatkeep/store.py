@@ -137,6 +137,10 @@ class _StoreCore:
             )
 
     def _rows(self, messages: MessagesIn) -> list[NewRow]:
+        if type(messages) is Message:  # one message, the common append: no list to normalise
+            m = messages
+            body = self.limits.check([m])[0]
+            return [NewRow(m, body, message_tokens(self._tokenizer, m))]
         batch = as_message_list(messages)
         bodies = self.limits.check(batch)
         tok = self._tokenizer

@@ -136,10 +136,9 @@ class ApproxTokenizer:
         if not text:
             return 0
         words = text.split()
-        n = len(words)
-        if n and text.count(" ") == n - 1 and len(text) == sum(map(len, words)) + n - 1:
-            # single spaces only, none at either end: sum cached word costs (in C when all
-            # are known), else fill the caches word by word
+        if words and " ".join(words) == text:
+            # single spaces only, none at either end (one join and one compare, in C): sum
+            # cached word costs (in C when all are known), else fill the caches word by word
             try:
                 total = _LEAD[words[0]] + sum(map(_SPACED.__getitem__, words[1:]))
             except KeyError:

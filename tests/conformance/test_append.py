@@ -180,3 +180,37 @@ def test_tokens_are_counted_once_at_write(store: Any) -> None:
     r = store.append("s", Message.user("hello world, this is a test"))
     assert r.messages[0].tokens == store.count_tokens(Message.user("hello world, this is a test"))
     assert store.info("s").total_tokens == r.messages[0].tokens
+
+
+def test_one_message_appends_match_one_batch(store: Any) -> None:
+    """The one-message append (its own short path on SQLite and PostgreSQL) keeps the same
+    session counters, running token totals, latest-user seq and returned messages as a batch."""
+    msgs = [
+        Message.system("You are terse."),
+        Message.user("hello there, how are you today?"),
+        Message.assistant("fine, thanks for asking. what do you need?"),
+        Message.user("tell me about the weather in Oslo"),
+        Message.assistant("it rains a lot; take an umbrella and a warm coat with you"),
+        Message.assistant("anything else?"),
+    ]
+    returned = [store.append("one", m).messages[0] for m in msgs]
+    store.append("many", msgs)
+    a, b = store.info("one"), store.info("many")
+    assert (a.message_count, a.last_seq, a.total_tokens) == (
+        b.message_count,
+        b.last_seq,
+        b.total_tokens,
+    )
+    assert a.total_tokens == sum(m.tokens for m in store.read("one"))
+    assert returned == store.read("one")
+    for budget in (1, 10, 20, 30, 45, 60, 1000):
+        wa, wb = store.window("one", budget), store.window("many", budget)
+        assert [(m.seq, m.tokens) for m in wa.messages] == [(m.seq, m.tokens) for m in wb.messages]
+        assert [m.seq for m in wa.system] == [m.seq for m in wb.system]
+    # a stale expect_last_seq on a one-message append stores nothing
+    with pytest.raises(ConflictError) as err:
+        store.append("one", Message.user("late"), expect_last_seq=5)
+    assert (err.value.expected, err.value.actual) == (5, 6)
+    assert store.info("one").last_seq == 6
+    done = store.append("one", Message.user("now"), expect_last_seq=6).messages[0]
+    assert done.seq == 7 and store.read("one", after_seq=6) == [done]

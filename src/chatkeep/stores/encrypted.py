@@ -120,6 +120,8 @@ class Sealer:
         return None if m is None else self.open_message(tenant, m)
 
     def open_result(self, tenant: str, plain: list[NewRow], result: AppendResult) -> AppendResult:
+        if not self.sealing and not result.replayed:
+            return result  # keyless, fresh: the messages are the plaintext rows just written
         if not self.sealing or result.replayed:  # a replay returns what was stored back then
             if not any(m.format == SEALED for m in result.messages):
                 return result

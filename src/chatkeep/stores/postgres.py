@@ -108,11 +108,18 @@ class PostgresBackend:
         if pool is None:
             raise StoreUnavailable(f"PostgreSQL store {self.url} is not open")
         try:
-            with pool.connection() as conn:
+            # getconn/putconn rather than pool.connection(): that one also runs the
+            # connection's own commit on the way out, a no-op on our autocommit connections
+            # that still costs a driver call per operation. putconn replaces a broken
+            # connection and rolls back one left in a transaction, as connection() does.
+            conn = pool.getconn()
+            try:
                 if not tx:
                     return self._drive(conn, make())
                 with conn.transaction():
                     return self._drive(conn, make())
+            finally:
+                pool.putconn(conn)
         except (psycopg.Error, PoolTimeout) as exc:
             if is_idempotency_race(exc):
                 raise

@@ -48,6 +48,7 @@ from chatkeep.types import (
     SessionPage,
     StoredMessage,
     Summary,
+    stored_from_message,
     utcnow,
 )
 
@@ -185,11 +186,38 @@ def append_fast(
 ) -> Op:
     """The one-statement append (autocommit). Returns None when the transactional path must
     decide (new or expired session, or a mismatched ``expect_last_seq``)."""
+    if len(rows) == 1:
+        return (yield from _append_one(s, tenant, session_id, rows[0], expect_last_seq))
     args = _args(tenant, session_id, expect=expect_last_seq, **_batch(rows))
     seqs = yield Q(s.append_fast, args, "all")
     if not seqs:
         return None
     return _result(session_id, rows, min(r[0] for r in seqs) - 1, args["ids"])
+
+
+def _append_one(
+    s: Sql, tenant: str, session_id: str, row: NewRow, expect_last_seq: int | None
+) -> Op:
+    message, body, tokens, given_id = row
+    msg_id = given_id or new_id()
+    args = {
+        "t": tenant,
+        "sid": session_id,
+        "now": utcnow(),
+        "expect": expect_last_seq,
+        "tokens": tokens,
+        "user": message.role == "user",
+        "id": msg_id,
+        "role": message.role,
+        "created": message.created_at,
+        "body": body.decode(),
+    }
+    got = yield Q(s.append_one, args, "one")
+    if got is None:
+        return None
+    seq = got[0]
+    done = stored_from_message(message, session_id, seq, tokens, msg_id)
+    return AppendResult(session_id, seq, seq, (done,))
 
 
 _CREATE_ATTEMPTS = 100  # rounds of create-then-lock against concurrent deletes

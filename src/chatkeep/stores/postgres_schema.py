@@ -203,6 +203,7 @@ class Sql:
         self.lock_key = sql.Literal(f"chatkeep-migrate:{schema}")
         self.claim = q(_CLAIM)
         self.append_fast = q(_APPEND_FAST)
+        self.append_one = q(_APPEND_ONE)
         self.insert_messages = q(_INSERT_MESSAGES)
         self.window = q(_WINDOW)
         self.session = q(f"SELECT {SESSION_COLS} FROM {{s}}.ck_sessions {BY_ID}")
@@ -248,6 +249,25 @@ INSERT INTO {{s}}.ck_messages
     (session_pk, seq, id, role, tokens, prefix_tokens, created_at, body)
 SELECT c.pk, c.base + m.ord, m.id, m.role, m.tokens, c.tbase + m.before, m.created_at, m.body
 FROM c, {_UNNEST}
+RETURNING seq
+"""
+
+# The append of one message (the common case): the same as _APPEND_FAST with scalars instead
+# of arrays, so neither the driver nor the server builds, sends and unnests six arrays.
+_APPEND_ONE = f"""
+WITH c AS (
+    UPDATE {{s}}.ck_sessions
+    SET last_seq = last_seq + 1, message_count = message_count + 1,
+        total_tokens = total_tokens + %(tokens)s::bigint, updated_at = %(now)s,
+        last_user_seq = CASE WHEN %(user)s::boolean THEN last_seq + 1 ELSE last_user_seq END
+    {BY_ID} AND {LIVE} AND (%(expect)s::bigint IS NULL OR last_seq = %(expect)s::bigint)
+    RETURNING pk, last_seq, total_tokens
+)
+INSERT INTO {{s}}.ck_messages
+    (session_pk, seq, id, role, tokens, prefix_tokens, created_at, body)
+SELECT c.pk, c.last_seq, %(id)s::text, %(role)s::text, %(tokens)s::bigint,
+       c.total_tokens - %(tokens)s::bigint, %(created)s::timestamptz, %(body)s::text
+FROM c
 RETURNING seq
 """
 

@@ -31,6 +31,7 @@ from chatkeep.errors import (
     TokenizerMismatch,
 )
 from chatkeep.policies.window import PINNED_ROLES, select_window, tail_budget
+from chatkeep.stores import sqlite_append
 from chatkeep.stores._common import (
     check_expected,
     check_summary_args,
@@ -45,6 +46,7 @@ from chatkeep.stores._common import (
     ts,
 )
 from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
+from chatkeep.stores.sqlite_append import INSERT_SQL as _INSERT_SQL
 from chatkeep.stores.sqlite_schema import apply_migrations
 from chatkeep.types import (
     AppendResult,
@@ -69,29 +71,7 @@ _SESSION_COLS = (
 )
 
 
-_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 MIN_SQLITE = (3, 24, 0)  # upsert (ON CONFLICT DO UPDATE)
-
-_CLAIM_SQL = """
-UPDATE ck_sessions
-SET last_seq = last_seq + ?, message_count = message_count + ?, total_tokens = total_tokens + ?,
-    updated_at = ?, last_user_seq = CASE WHEN ? > 0 THEN last_seq + ? ELSE last_user_seq END
-WHERE tenant = ? AND session_id = ? AND (expires_at IS NULL OR expires_at > ?)
-RETURNING pk, last_seq, total_tokens
-"""
-
-
-_INSERT_SQL = (
-    "INSERT INTO ck_messages (session_pk, seq, id, role, tokens, prefix_tokens, created_at, body) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-class _Replay(Exception):
-    """Raised inside an append transaction to roll it back and return an earlier result."""
-
-    def __init__(self, result: AppendResult) -> None:
-        self.result = result
 
 
 # An uncorrelated scalar subquery (one index lookup) finds where the budget cut falls; the tail
@@ -346,102 +326,9 @@ class SQLiteBackend:
         idempotency_key: str | None,
         expect_last_seq: int | None,
     ) -> AppendResult:
-        n = len(rows)
-        added = sum(r.tokens for r in rows)
-        last_user = next(
-            (n - i for i, r in enumerate(reversed(rows)) if r.message.role == "user"), 0
+        return sqlite_append.append(
+            self, tenant, session_id, rows, idempotency_key, expect_last_seq
         )
-
-        def claim(conn: sqlite3.Connection, now: str) -> Any:
-            # Move the session's counters and return them (the transaction is rolled back if
-            # a check below fails): one UPDATE ... RETURNING where SQLite has it (3.35+).
-            args = (n, n, added, now, last_user, last_user, tenant, session_id, now)
-            if _HAS_RETURNING:
-                return conn.execute(_CLAIM_SQL, args).fetchone()
-            row = conn.execute(
-                "SELECT pk, last_seq, total_tokens FROM ck_sessions WHERE tenant = ? AND "
-                "session_id = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (tenant, session_id, now),
-            ).fetchone()
-            if row is not None:
-                conn.execute(_CLAIM_SQL.split("RETURNING")[0], args)
-                row = (row[0], row[1] + n, row[2] + added)
-            return row
-
-        def go(conn: sqlite3.Connection) -> AppendResult:
-            now = ts(utcnow())
-            row = claim(conn, now)
-            if row is None:  # a new (or expired) session
-                self._session_for_write(conn, tenant, session_id, now)
-                row = claim(conn, now)
-            pk, new_last, new_total = row
-            last_seq, total = new_last - n, new_total - added
-            if idempotency_key is not None:
-                seen = conn.execute(
-                    "SELECT first_seq, last_seq FROM ck_idempotency "
-                    "WHERE session_pk = ? AND key = ?",
-                    (pk, idempotency_key),
-                ).fetchone()
-                if seen is not None:
-                    old = conn.execute(
-                        f"SELECT {_MSG_COLS} FROM ck_messages WHERE session_pk = ? "
-                        "AND seq BETWEEN ? AND ? ORDER BY seq",
-                        (pk, seen[0], seen[1]),
-                    ).fetchall()
-                    raise _Replay(
-                        AppendResult(
-                            session_id,
-                            seen[0],
-                            seen[1],
-                            tuple(self._rows(session_id, old)),
-                            replayed=True,
-                        )
-                    )
-            check_expected(session_id, expect_last_seq, last_seq)
-            params = []
-            ids = []
-            for i, r in enumerate(rows):
-                msg_id = r.msg_id or new_id()
-                ids.append(msg_id)
-                params.append(
-                    (
-                        pk,
-                        last_seq + 1 + i,
-                        msg_id,
-                        r.message.role,
-                        r.tokens,
-                        total,
-                        ts(r.message.created_at),
-                        r.body.decode(),
-                    )
-                )
-                total += r.tokens
-            if n == 1:
-                conn.execute(_INSERT_SQL, params[0])
-            else:
-                conn.executemany(_INSERT_SQL, params)
-            if idempotency_key is not None:
-                conn.execute(
-                    "INSERT INTO ck_idempotency (session_pk, key, first_seq, last_seq) "
-                    "VALUES (?, ?, ?, ?)",
-                    (pk, idempotency_key, last_seq + 1, new_last),
-                )
-            done = tuple(
-                stored(
-                    r.message,
-                    session_id=session_id,
-                    seq=last_seq + 1 + i,
-                    tokens=r.tokens,
-                    msg_id=ids[i],
-                )
-                for i, r in enumerate(rows)
-            )
-            return AppendResult(session_id, last_seq + 1, new_last, done)
-
-        try:
-            return self._write(go)
-        except _Replay as replay:
-            return replay.result
 
     def read(
         self, tenant: str, session_id: str, *, after_seq: int, limit: int | None, newest: bool
