@@ -8,7 +8,8 @@
 2. Concurrency: 8 processes x ``--threads`` on every backend (``targets.SOAK_TARGETS``) for
    ``--soak-seconds`` each, checked as ``concurrency.py`` describes; half the processes are
    the async flavour (``--threads`` coroutines on one event loop each).
-3. Faults: every hook in :data:`FAULTS` (database restarts from ``faults_lib``, when present).
+3. Faults: every hook in :data:`FAULTS` (database restarts from ``faults_lib``, when present),
+   ``--fault-cycles`` each, half of them with writers on the sync API, half on the async one.
 4. Fuzzing: ``test_fuzz.py`` (Hypothesis) and ``test_fuzz_api.py`` (schemathesis) with fresh
    random cases, ``--fuzz-examples`` Hypothesis examples per backend (schemathesis a tenth of
    that per operation), in a pytest child process; the counts of cases run are reported.
@@ -44,14 +45,17 @@ from tests.reliability.targets import KILL_TARGETS, SOAK_TARGETS, open_target
 
 import chatkeep
 
-#: fault cycles to run after the crash and concurrency parts: (name, run(cycles) -> figures).
-#: The figures should include ``lost`` and ``duplicated`` (counted into the verdict).
-FAULTS: list[tuple[str, Callable[[int], dict[str, Any]]]] = []
+#: fault cycles to run after the crash and concurrency parts: (name, run(cycles, api) ->
+#: figures), ``api`` "sync" or "async". The figures should include ``lost`` and ``duplicated``
+#: (counted into the verdict).
+FAULTS: list[tuple[str, Callable[[int, str], dict[str, Any]]]] = []
 try:
     from tests.reliability.faults_lib import run_fault_cycles  # the faults part of the suite
 
     for _kind in ("postgres", "redis"):
-        FAULTS.append((_kind, lambda cycles, kind=_kind: run_fault_cycles(kind, cycles)))
+        FAULTS.append(
+            (_kind, lambda cycles, api, kind=_kind: run_fault_cycles(kind, cycles, api=api))
+        )
 except ModuleNotFoundError as exc:  # not in this checkout
     if exc.name != "tests.reliability.faults_lib":
         raise
@@ -136,14 +140,18 @@ def soak_part(args: argparse.Namespace, work: Path, say: Progress, until: float)
 
 def fault_part(args: argparse.Namespace, say: Progress) -> list[Any]:
     out: list[Any] = []
+    shares = (("sync", (args.fault_cycles + 1) // 2), ("async", args.fault_cycles // 2))
     for name, run in FAULTS:
-        say(f"faults {name}: {args.fault_cycles} cycles")
-        try:
-            figures = {"kind": name, **run(args.fault_cycles)}
-        except (Exception, *_SERVER_GONE) as exc:
-            figures = {"kind": name, "problems": [f"{type(exc).__name__}: {exc}"]}
-        say(f"faults {name}: {figures}", done=True)
-        out.append(figures)
+        for api, cycles in shares:
+            if not cycles:
+                continue
+            say(f"faults {name} ({api} API): {cycles} cycles")
+            try:
+                figures = {**run(cycles, api), "kind": f"{name}-{api}"}
+            except (Exception, *_SERVER_GONE) as exc:
+                figures = {"kind": f"{name}-{api}", "problems": [f"{type(exc).__name__}: {exc}"]}
+            say(f"faults {name} ({api} API): {figures}", done=True)
+            out.append(figures)
     return out
 
 
@@ -305,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=40, help="per backend")
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--threads", type=int, default=4, help="per process")
-    parser.add_argument("--fault-cycles", type=int, default=10, help="per fault hook")
+    parser.add_argument(
+        "--fault-cycles", type=int, default=10, help="per fault hook, half of them async"
+    )
     parser.add_argument(
         "--fuzz-examples", type=int, default=2000, help="Hypothesis examples per backend (0: none)"
     )
