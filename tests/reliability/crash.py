@@ -9,9 +9,10 @@ had in flight and both are checked against the same ledger.
 
 Usually the round waits for its first acknowledgement, then a random 0-250 ms; one round in ten
 (never the first) kills at a random moment from the start instead (during opening, migrations,
-the first write). On the file backend 4 rounds in 10 kill 0-200 ms after the writer announces
-a 300 KB message instead, hoping to land inside its ``write`` and leave a torn line behind. On ``redis-aof`` every other round SIGKILLs the Redis server
-first, then the writer, and restarts the server from its AOF.
+the first write). On the file backend 4 rounds in 10 kill 0-200 ms after the writer announces a
+300 KB message instead, hoping to land inside its ``write`` and leave a torn line behind. On
+``redis-aof`` every other round SIGKILLs the Redis server first, then the writer, and restarts
+the server from its AOF.
 
 After every kill, with nothing running: SQLite's ``PRAGMA integrity_check``, a scan of the file
 backend's folder for a torn last line, then a fresh store reads every session and
