@@ -16,9 +16,9 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from chatkeep.errors import InvalidInput, LeaseBusy, LeaseTimeout
 from chatkeep.policies.tokens import message_tokens, text_tokens
@@ -37,6 +37,7 @@ from chatkeep.types import (
 from chatkeep.validation import check_session_id
 
 LeasePolicy = Literal["queue", "reject"]
+T = TypeVar("T")
 _BACKOFF_START = 0.005
 _BACKOFF_MAX = 0.1
 
@@ -409,4 +410,19 @@ class AsyncTurn:
     async def _release(self) -> None:
         if self._lease is not None:
             lease, self._lease = self._lease, None
-            await self.memory.store.release_lease(self.memory.session_id, lease.token)
+            # Shielded: an anyio cancel scope (FastAPI, Starlette) cancels every await inside
+            # it, this one too, which left the session locked for lease_ttl.
+            await _to_the_end(self.memory.store.release_lease(self.memory.session_id, lease.token))
+
+
+#: tasks :func:`_to_the_end` keeps alive after their caller was cancelled
+_FINISHING: set[asyncio.Task[Any]] = set()
+
+
+async def _to_the_end(call: Coroutine[Any, Any, T]) -> T:
+    """Await ``call``; if the caller is cancelled meanwhile, the caller sees its cancellation
+    at once and ``call`` still runs to the end."""
+    task = asyncio.ensure_future(call)
+    _FINISHING.add(task)
+    task.add_done_callback(_FINISHING.discard)
+    return await asyncio.shield(task)
