@@ -13,10 +13,11 @@ it appends with ``expect_last_seq`` so even a turn whose lease expired can never
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -335,7 +336,11 @@ class AsyncMemory(_MemoryCore):
         deadline = time.monotonic() + self.lease_timeout
         delay = _BACKOFF_START
         while True:
-            lease = await self.store.acquire_lease(self.session_id, owner=owner, ttl=self.lease_ttl)
+            # if the caller is cancelled meanwhile, a lease granted anyway is given back
+            lease = await _to_the_end(
+                self.store.acquire_lease(self.session_id, owner=owner, ttl=self.lease_ttl),
+                undo=self._give_back,
+            )
             if lease is not None:
                 return lease
             if self.lease_policy == "reject":
@@ -344,6 +349,10 @@ class AsyncMemory(_MemoryCore):
                 raise self._timeout()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _give_back(self, lease: Lease | None) -> None:
+        if lease is not None:
+            await self.store.release_lease(self.session_id, lease.token)
 
 
 class AsyncTurn:
@@ -419,10 +428,27 @@ class AsyncTurn:
 _FINISHING: set[asyncio.Task[Any]] = set()
 
 
-async def _to_the_end(call: Coroutine[Any, Any, T]) -> T:
+async def _to_the_end(
+    call: Coroutine[Any, Any, T], *, undo: Callable[[T], Coroutine[Any, Any, object]] | None = None
+) -> T:
     """Await ``call``; if the caller is cancelled meanwhile, the caller sees its cancellation
-    at once and ``call`` still runs to the end."""
+    at once, ``call`` still runs to the end, and then ``undo`` gets what it returned."""
+    task = _finish(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if undo is not None:
+            task.add_done_callback(functools.partial(_undo, undo))
+        raise
+
+
+def _finish(call: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     task = asyncio.ensure_future(call)
     _FINISHING.add(task)
     task.add_done_callback(_FINISHING.discard)
-    return await asyncio.shield(task)
+    return task
+
+
+def _undo(undo: Callable[[T], Coroutine[Any, Any, object]], task: asyncio.Task[T]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _finish(undo(task.result()))
