@@ -445,8 +445,14 @@ async def _to_the_end(
 def _finish(call: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     task = asyncio.ensure_future(call)
     _FINISHING.add(task)
-    task.add_done_callback(_FINISHING.discard)
+    task.add_done_callback(_forget)
     return task
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _FINISHING.discard(task)
+    if not task.cancelled():
+        task.exception()  # nobody may be left to see it: don't log "never retrieved"
 
 
 def _undo(undo: Callable[[T], Coroutine[Any, Any, object]], task: asyncio.Task[T]) -> None:
