@@ -13,12 +13,13 @@ it appends with ``expect_last_seq`` so even a turn whose lease expired can never
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from chatkeep.errors import InvalidInput, LeaseBusy, LeaseTimeout
 from chatkeep.policies.tokens import message_tokens, text_tokens
@@ -37,6 +38,7 @@ from chatkeep.types import (
 from chatkeep.validation import check_session_id
 
 LeasePolicy = Literal["queue", "reject"]
+T = TypeVar("T")
 _BACKOFF_START = 0.005
 _BACKOFF_MAX = 0.1
 
@@ -337,7 +339,11 @@ class AsyncMemory(_MemoryCore):
         deadline = time.monotonic() + self.lease_timeout
         delay = _BACKOFF_START
         while True:
-            lease = await self.store.acquire_lease(self.session_id, owner=owner, ttl=self.lease_ttl)
+            # if the caller is cancelled meanwhile, a lease granted anyway is given back
+            lease = await _to_the_end(
+                self.store.acquire_lease(self.session_id, owner=owner, ttl=self.lease_ttl),
+                undo=self._give_back,
+            )
             if lease is not None:
                 return lease
             if self.lease_policy == "reject":
@@ -346,6 +352,10 @@ class AsyncMemory(_MemoryCore):
                 raise self._timeout()
             await asyncio.sleep(delay)
             delay = min(delay * 2, _BACKOFF_MAX)
+
+    async def _give_back(self, lease: Lease | None) -> None:
+        if lease is not None:
+            await self.store.release_lease(self.session_id, lease.token)
 
 
 class AsyncTurn:
@@ -412,4 +422,42 @@ class AsyncTurn:
     async def _release(self) -> None:
         if self._lease is not None:
             lease, self._lease = self._lease, None
-            await self.memory.store.release_lease(self.memory.session_id, lease.token)
+            # Shielded: an anyio cancel scope (FastAPI, Starlette) cancels every await inside
+            # it, this one too, which left the session locked for lease_ttl.
+            await _to_the_end(self.memory.store.release_lease(self.memory.session_id, lease.token))
+
+
+#: tasks :func:`_to_the_end` keeps alive after their caller was cancelled
+_FINISHING: set[asyncio.Task[Any]] = set()
+
+
+async def _to_the_end(
+    call: Coroutine[Any, Any, T], *, undo: Callable[[T], Coroutine[Any, Any, object]] | None = None
+) -> T:
+    """Await ``call``; if the caller is cancelled meanwhile, the caller sees its cancellation
+    at once, ``call`` still runs to the end, and then ``undo`` gets what it returned."""
+    task = _finish(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if undo is not None:
+            task.add_done_callback(functools.partial(_undo, undo))
+        raise
+
+
+def _finish(call: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    task = asyncio.ensure_future(call)
+    _FINISHING.add(task)
+    task.add_done_callback(_forget)
+    return task
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _FINISHING.discard(task)
+    if not task.cancelled():
+        task.exception()  # nobody may be left to see it: don't log "never retrieved"
+
+
+def _undo(undo: Callable[[T], Coroutine[Any, Any, object]], task: asyncio.Task[T]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _finish(undo(task.result()))

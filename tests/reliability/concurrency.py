@@ -6,7 +6,10 @@ responder), summaries, clears, deletes, replaces and ``info`` on three append-on
 and three churn sessions (the only ones cleared, deleted or replaced). Every window and read is
 checked as it comes back (a consistent snapshot: contiguous seqs, whole batches, a summary
 that covers only existing messages); every exception is classified, and only the races listed
-in ``workers.EXPECTED`` count as expected.
+in ``workers.EXPECTED`` count as expected. Every other process (the odd ones) is the async
+flavour (``workers_async.soak``): the same operations through ``AsyncStore`` /
+``AsyncMemory``, its "threads" being coroutines on one event loop, so sync and async writers
+race on the same sessions and are checked together.
 
 At the end, with everything stopped, every session must parse cleanly
 (:func:`~tests.reliability.ledger.parse_rows`: gapless seqs, whole batches, no key twice,
@@ -45,7 +48,11 @@ def run_soak(
     started = time.monotonic()
     files = [work / f"soak-{n}.jsonl" for n in range(processes)]
     procs = [
-        spawn("soak", target.url, str(f), str(seed * 100 + n), str(threads), str(seconds), log=log)
+        spawn(
+            "soak-async" if n % 2 else "soak",
+            *(target.url, str(f), str(seed * 100 + n), str(threads), str(seconds)),
+            log=log,
+        )
         for n, f in enumerate(files)
     ]
     problems: list[str] = []
@@ -63,12 +70,17 @@ def run_soak(
     acked: dict[str, tuple[str, int, int]] = {}
     attempted: dict[str, str] = {}
     samples: list[str] = []
+    async_ops: Counter[str] = Counter()
+    finished: Counter[str] = Counter()  # processes that reported their figures, per flavour
     for f in files:
         for rec in read_acks(f):
             if rec["t"] == "done":
                 ops.update(rec["ops"])
                 errors.update(rec["errors"])
                 samples += rec["samples"]
+                finished[rec["flavour"]] += 1
+                if rec["flavour"] == "async":
+                    async_ops.update(rec["ops"])
             elif rec["t"] == "violation":
                 problems.append(rec["what"])
             elif rec["t"] == "do" and "k" in rec:
@@ -107,6 +119,9 @@ def run_soak(
         "seed": seed,
         "processes": processes,
         "threads": threads,
+        "async_processes": finished["async"],  # of those that finished and reported
+        "async_ops": dict(sorted(async_ops.items())),
+        "async_ops_total": sum(async_ops.values()),
         "seconds": round(elapsed, 1),
         "ops": dict(sorted(ops.items())),
         "ops_total": sum(ops.values()),

@@ -2,12 +2,17 @@
 
 Each round starts a fresh writer process (``workers.crash``) that first retries what the
 previous one had in flight (same idempotency key, as a client would), then appends, takes turns
-and replaces at random. Usually the round waits for its first acknowledgement, then a random
-0-250 ms; one round in ten (never the first) kills at a random moment from the start instead
-(during opening, migrations, the first write). On the file backend 4 rounds in 10 kill 0-200
-ms after the writer announces a 300 KB message instead, hoping to land inside its ``write``
-and leave a torn line behind. On ``redis-aof`` every other round SIGKILLs the Redis server
-first, then the writer, and restarts the server from its AOF.
+and replaces at random. Two rounds in four (``n % 4`` in 1, 2: so both flavours also meet the
+Redis server kills of odd rounds) run the async writer instead (``workers_async.crash``:
+``AsyncStore`` / ``AsyncMemory``, the same operations), so each flavour retries what the other
+had in flight and both are checked against the same ledger.
+
+Usually the round waits for its first acknowledgement, then a random 0-250 ms; one round in ten
+(never the first) kills at a random moment from the start instead (during opening, migrations,
+the first write). On the file backend 4 rounds in 10 kill 0-200 ms after the writer announces a
+300 KB message instead, hoping to land inside its ``write`` and leave a torn line behind. On
+``redis-aof`` every other round SIGKILLs the Redis server first, then the writer, and restarts
+the server from its AOF.
 
 After every kill, with nothing running: SQLite's ``PRAGMA integrity_check``, a scan of the file
 backend's folder for a torn last line, then a fresh store reads every session and
@@ -81,6 +86,11 @@ def integrity(path: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def async_round(n: int) -> bool:
+    """Whether round ``n`` runs the async writer: 1 and 2 of every 4 (never the first)."""
+    return n % 4 in (1, 2)
+
+
 def run_crash(
     target: Target,
     kills: int,
@@ -105,6 +115,9 @@ def run_crash(
         "torn_tails": 0,
         "integrity_checks": 0,
         "reads_after_kill": 0,
+        "async_kills": 0,  # rounds whose writer was the async one
+        "async_early_kills": 0,
+        "async_acked": 0,  # writes those acknowledged
     }
     started = time.monotonic()
     with chatkeep.open_store(target.url):
@@ -125,7 +138,9 @@ def run_crash(
         if deadline is not None and time.monotonic() > deadline:
             break
         acks = work / f"acks-{n}.jsonl"
-        proc = spawn("crash", target.url, str(acks), str(rng.randrange(1 << 30)), retry, log=log)
+        asynchronous = async_round(n)
+        mode = "crash-async" if asynchronous else "crash"
+        proc = spawn(mode, target.url, str(acks), str(rng.randrange(1 << 30)), retry, log=log)
         early = rng.random() < 0.1 and n > 0  # the first round always writes something
         if early:
             figures["early_kills"] += 1
@@ -149,7 +164,12 @@ def run_crash(
             ledger.problems.append(f"round {n}: the writer exited {code}: {tail}")
         if server_kill:
             target.server.start()  # same port and folder: the AOF is replayed
+        acked_before = ledger.stats["acked"]
         flight = ledger.absorb(read_acks(acks))
+        if asynchronous:
+            figures["async_kills"] += 1
+            figures["async_early_kills"] += int(early)
+            figures["async_acked"] += ledger.stats["acked"] - acked_before
         retry = ""
         if flight is not None and flight["op"] != "replace":
             retry = json.dumps({k: v for k, v in flight.items() if k != "t"})

@@ -3,10 +3,13 @@
     python -m tests.reliability.soak [--kills 216] [--minutes 15] [--soak-seconds 40]
 
 1. Crash: ``--kills`` SIGKILLs spread over every backend and durability setting
-   (``targets.KILL_TARGETS``), each checked as ``crash.py`` describes.
+   (``targets.KILL_TARGETS``), each checked as ``crash.py`` describes; half the killed
+   writers are the async flavour (``AsyncStore`` / ``AsyncMemory``).
 2. Concurrency: 8 processes x ``--threads`` on every backend (``targets.SOAK_TARGETS``) for
-   ``--soak-seconds`` each, checked as ``concurrency.py`` describes.
-3. Faults: every hook in :data:`FAULTS` (database restarts from ``faults_lib``, when present).
+   ``--soak-seconds`` each, checked as ``concurrency.py`` describes; half the processes are
+   the async flavour (``--threads`` coroutines on one event loop each).
+3. Faults: every hook in :data:`FAULTS` (database restarts from ``faults_lib``, when present),
+   ``--fault-cycles`` each, half of them with writers on the sync API, half on the async one.
 4. Fuzzing: ``test_fuzz.py`` (Hypothesis) and ``test_fuzz_api.py`` (schemathesis) with fresh
    random cases, ``--fuzz-examples`` Hypothesis examples per backend (schemathesis a tenth of
    that per operation), in a pytest child process; the counts of cases run are reported.
@@ -42,14 +45,17 @@ from tests.reliability.targets import KILL_TARGETS, SOAK_TARGETS, open_target
 
 import chatkeep
 
-#: fault cycles to run after the crash and concurrency parts: (name, run(cycles) -> figures).
-#: The figures should include ``lost`` and ``duplicated`` (counted into the verdict).
-FAULTS: list[tuple[str, Callable[[int], dict[str, Any]]]] = []
+#: fault cycles to run after the crash and concurrency parts: (name, run(cycles, api) ->
+#: figures), ``api`` "sync" or "async". The figures should include ``lost`` and ``duplicated``
+#: (counted into the verdict).
+FAULTS: list[tuple[str, Callable[[int, str], dict[str, Any]]]] = []
 try:
     from tests.reliability.faults_lib import run_fault_cycles  # the faults part of the suite
 
     for _kind in ("postgres", "redis"):
-        FAULTS.append((_kind, lambda cycles, kind=_kind: run_fault_cycles(kind, cycles)))
+        FAULTS.append(
+            (_kind, lambda cycles, api, kind=_kind: run_fault_cycles(kind, cycles, api=api))
+        )
 except ModuleNotFoundError as exc:  # not in this checkout
     if exc.name != "tests.reliability.faults_lib":
         raise
@@ -81,7 +87,8 @@ def crash_part(args: argparse.Namespace, work: Path, say: Progress, until: float
 
         def show(f: dict[str, Any], name: str = name, kills: int = kills) -> None:
             say(
-                f"crash {name}: {f['kills']}/{kills} kills, {f['acked']} acked, "
+                f"crash {name}: {f['kills']}/{kills} kills ({f['async_kills']} async), "
+                f"{f['acked']} acked, "
                 f"lost {f['lost']}, duplicated {f['duplicated']}"
             )
 
@@ -121,7 +128,8 @@ def soak_part(args: argparse.Namespace, work: Path, say: Progress, until: float)
         except (Exception, *_SERVER_GONE) as exc:
             figures = {"backend": name, "problems": [f"{type(exc).__name__}: {exc}"]}
         say(
-            f"soak {name}: {figures.get('ops_total', 0)} ops, "
+            f"soak {name}: {figures.get('ops_total', 0)} ops "
+            f"({figures.get('async_ops_total', 0)} async), "
             f"{figures.get('unexpected_errors', '?')} unexpected errors, "
             f"{len(figures['problems'])} problems",
             done=True,
@@ -132,14 +140,18 @@ def soak_part(args: argparse.Namespace, work: Path, say: Progress, until: float)
 
 def fault_part(args: argparse.Namespace, say: Progress) -> list[Any]:
     out: list[Any] = []
+    shares = (("sync", (args.fault_cycles + 1) // 2), ("async", args.fault_cycles // 2))
     for name, run in FAULTS:
-        say(f"faults {name}: {args.fault_cycles} cycles")
-        try:
-            figures = {"kind": name, **run(args.fault_cycles)}
-        except (Exception, *_SERVER_GONE) as exc:
-            figures = {"kind": name, "problems": [f"{type(exc).__name__}: {exc}"]}
-        say(f"faults {name}: {figures}", done=True)
-        out.append(figures)
+        for api, cycles in shares:
+            if not cycles:
+                continue
+            say(f"faults {name} ({api} API): {cycles} cycles")
+            try:
+                figures = {**run(cycles, api), "kind": f"{name}-{api}"}
+            except (Exception, *_SERVER_GONE) as exc:
+                figures = {"kind": f"{name}-{api}", "problems": [f"{type(exc).__name__}: {exc}"]}
+            say(f"faults {name} ({api} API): {figures}", done=True)
+            out.append(figures)
     return out
 
 
@@ -191,22 +203,26 @@ def markdown(report: dict[str, Any]) -> str:
         f"chatkeep {report['chatkeep']}, Python {report['python']}, {report['cpus']} CPUs. "
         f"Verdict: **{'pass' if not report['failures'] else 'FAIL'}**.",
         "",
-        f"**{t['kills']} SIGKILLs** ({t['server_kills']} of them also of the Redis server), "
+        f"**{t['kills']} SIGKILLs** ({t['async_kills']} of them of async writers, "
+        f"{t['server_kills']} also of the Redis server), "
         f"{t['acked']} acknowledged writes, **{t['lost']} lost, {t['duplicated']} duplicated**, "
         f"{t['integrity_checks']} SQLite integrity checks "
         f"({'all ok' if t['integrity_ok'] else 'NOT ALL OK'}), "
-        f"{t['torn_tails']} torn file tails found (each ignored by readers).",
+        f"{t['torn_tails']} torn file tails found (each ignored by readers). "
+        f"Soak: {t['ops_total']} operations, {t['async_ops_total']} of them by async workers.",
         "",
         "## Crash (SIGKILL)",
         "",
-        "| backend | kills (early / aimed) | acked (appends / turns / replaces) "
+        "| backend | kills (early / aimed) | async kills (acked) "
+        "| acked (appends / turns / replaces) "
         "| retried (replayed) | lost | duplicated | integrity checks | torn tails | problems |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in report["crash"]:
         lines.append(
             f"| {f['backend']} | {f['kills']} ({f.get('early_kills', 0)} / "
-            f"{f.get('aimed_kills', 0)}) | {f.get('acked', 0)} ({f.get('acked_appends', 0)}"
+            f"{f.get('aimed_kills', 0)}) | {f.get('async_kills', 0)} ({f.get('async_acked', 0)}) "
+            f"| {f.get('acked', 0)} ({f.get('acked_appends', 0)}"
             f" / {f.get('acked_turns', 0)} / {f.get('acked_replaces', 0)}) | "
             f"{f.get('retried', 0)} ({f.get('retries_replayed', 0)}) | {f.get('lost', '-')} | "
             f"{f.get('duplicated', '-')} | {f.get('integrity_checks', 0)} | "
@@ -216,9 +232,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Concurrency soak",
         "",
-        "| backend | processes x threads | seconds | ops | ops/s | expected errors | unexpected "
-        "| violations | lost | duplicated |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | processes x threads | async processes | seconds | ops (async) | ops/s "
+        "| expected errors | unexpected | violations | lost | duplicated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in report["soak"]:
         if "ops" not in f:
@@ -226,12 +242,14 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         expected = sum(f["errors"].values()) - f["unexpected_errors"] - f["violations"]
         lines.append(
-            f"| {f['backend']} | {f['processes']} x {f['threads']} | {f['seconds']} | "
-            f"{f['ops_total']} | {f['ops_per_second']} | {expected} | {f['unexpected_errors']} "
+            f"| {f['backend']} | {f['processes']} x {f['threads']} | "
+            f"{f.get('async_processes', 0)} | {f['seconds']} | "
+            f"{f['ops_total']} ({f.get('async_ops_total', 0)}) | {f['ops_per_second']} | "
+            f"{expected} | {f['unexpected_errors']} "
             f"| {f['violations']} | {f['lost']} | {f['duplicated']} |"
         )
-    lines += ["", "Operations per kind, summed over the backends:", ""]
-    lines += [f"- {k}: {v}" for k, v in t["ops"].items()]
+    lines += ["", "Operations per kind (of them by async workers), summed over the backends:", ""]
+    lines += [f"- {k}: {v} ({t['async_ops'].get(k, 0)})" for k, v in t["ops"].items()]
     lines += ["", "Errors by class (operation:exception), summed over the backends:", ""]
     lines += [f"- {k}: {v}" for k, v in t["errors"].items()] or ["- none"]
     lines += ["", "## Faults", ""]
@@ -249,23 +267,37 @@ def markdown(report: dict[str, Any]) -> str:
 def totals(report: dict[str, Any]) -> dict[str, Any]:
     crash, soak = report["crash"], report["soak"]
     ops: dict[str, int] = {}
+    async_ops: dict[str, int] = {}
     errors: dict[str, int] = {}
     for f in soak:
         for k, v in f.get("ops", {}).items():
             ops[k] = ops.get(k, 0) + v
+        for k, v in f.get("async_ops", {}).items():
+            async_ops[k] = async_ops.get(k, 0) + v
         for k, v in f.get("errors", {}).items():
             errors[k] = errors.get(k, 0) + v
     checks = sum(f.get("integrity_checks", 0) for f in crash)
     return {
         **{
             k: sum(f.get(k, 0) for f in crash)
-            for k in ("kills", "server_kills", "acked", "torn_tails", "integrity_checks")
+            for k in (
+                "kills",
+                "async_kills",
+                "server_kills",
+                "acked",
+                "async_acked",
+                "torn_tails",
+                "integrity_checks",
+            )
         },
+        "ops_total": sum(ops.values()),
+        "async_ops_total": sum(async_ops.values()),
         "lost": sum(f.get("lost", 0) for f in crash + soak),
         "duplicated": sum(f.get("duplicated", 0) for f in crash + soak),
         "integrity_ok": checks > 0
         and not any("integrity" in p for f in crash for p in f["problems"]),
         "ops": dict(sorted(ops.items())),
+        "async_ops": dict(sorted(async_ops.items())),
         "errors": dict(sorted(errors.items())),
     }
 
@@ -281,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-seconds", type=float, default=40, help="per backend")
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--threads", type=int, default=4, help="per process")
-    parser.add_argument("--fault-cycles", type=int, default=10, help="per fault hook")
+    parser.add_argument(
+        "--fault-cycles", type=int, default=10, help="per fault hook, half of them async"
+    )
     parser.add_argument(
         "--fuzz-examples", type=int, default=2000, help="Hypothesis examples per backend (0: none)"
     )
@@ -320,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "soak-latest.md").write_text(markdown(report))
     t = report["totals"]
     say(
-        f"done: {t['kills']} kills, {t['acked']} acked, {t['lost']} lost, "
+        f"done: {t['kills']} kills ({t['async_kills']} async), {t['acked']} acked, "
+        f"{t['async_ops_total']}/{t['ops_total']} soak ops async, {t['lost']} lost, "
         f"{t['duplicated']} duplicated; {len(report['failures'])} failures; "
         f"results in {args.out}/soak-latest.md",
         done=True,

@@ -1,7 +1,8 @@
 """8 processes x 3 threads doing everything at once on shared sessions: no loss, no
 duplicate, no interleaved turn, no unexpected error (see concurrency.py for what runs and what
-is checked). In CI: SQLite (the embedded default) and Redis; `make soak` runs every backend
-for longer."""
+is checked). Half the processes are the async flavour (AsyncStore / AsyncMemory, 3 coroutines
+on one event loop). In CI: SQLite (the embedded default), PostgreSQL (whose async code is its
+own) and Redis; `make soak` runs every backend for longer."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from chatkeep import Message
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name", ["sqlite", "redis"])
+@pytest.mark.parametrize("name", ["sqlite", "postgres", "redis"])
 def test_eight_processes_keep_every_invariant(
     name: str,
     seed: int,
@@ -36,6 +37,9 @@ def test_eight_processes_keep_every_invariant(
     assert figures["unexpected_errors"] == 0, replay
     assert figures["lost"] == 0 and figures["duplicated"] == 0, replay
     assert set(figures["ops"]) == {kind for kind, _ in OPS}, replay  # every kind really ran
+    assert figures["async_processes"] == 4, replay  # both flavours ran every kind
+    assert set(figures["async_ops"]) == {kind for kind, _ in OPS}, replay
+    assert 0 < figures["async_ops_total"] < figures["ops_total"], replay
     assert figures["acked_on_append_only"] > 0, replay
 
 
