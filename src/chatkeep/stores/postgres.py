@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from chatkeep.errors import StoreFull, StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
+from chatkeep.stores.postgres_connect import connect_errors
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -152,12 +153,13 @@ class PostgresBackend:
             name=f"chatkeep:{o.schema}",
         )
         try:
-            pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
+            with connect_errors(pool.name) as seen:  # the reason, which the timeout lacks
+                pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
         except PoolTimeout as exc:
             pool.close()
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
-                "(connect_timeout); is the server running and reachable?"
+                f"(connect_timeout){seen.explain()}"
             ) from exc
         return pool
 

@@ -26,6 +26,7 @@ from chatkeep.errors import StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.postgres import is_idempotency_race, unavailable
+from chatkeep.stores.postgres_connect import connect_errors
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -111,12 +112,13 @@ class AsyncPostgresBackend:
             name=f"chatkeep:{o.schema}",
         )
         try:
-            await pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
+            with connect_errors(pool.name) as seen:  # the reason, which the timeout lacks
+                await pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
         except PoolTimeout as exc:
             await pool.close()
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
-                "(connect_timeout); is the server running and reachable?"
+                f"(connect_timeout){seen.explain()}"
             ) from exc
         self._pool = pool
         try:
