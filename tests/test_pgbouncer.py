@@ -12,6 +12,7 @@ test_pgbouncer_conformance.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -101,12 +102,18 @@ def test_without_the_option_transaction_pooling_breaks(tx_bouncer: PgBouncer) ->
                     b.append("b", Message.user(f"b{i}"))
 
 
-def test_a_failed_open_says_why() -> None:
-    """The pool's timeout alone says nothing; the store's error carries the reason logged."""
+def test_a_failed_open_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's timeout alone says nothing; the store's error carries the reason, even when
+    the app silenced psycopg_pool's log (logging.config.dictConfig disables existing loggers
+    by default)."""
+    monkeypatch.setattr(logging.getLogger("psycopg.pool"), "disabled", True)
     url = f"postgresql://127.0.0.1:{free_port()}/db?connect_timeout=1"
-    with pytest.raises(StoreUnavailable, match=r"within 1s .*Connection refused") as caught:
+    why = r"within 1s \(connect_timeout\): .*Connection refused"
+    with pytest.raises(StoreUnavailable, match=why) as caught:
         chatkeep.open_store(url)
     assert "pgbouncer" not in str(caught.value)
+    with pytest.raises(StoreUnavailable, match=why):
+        asyncio.run(chatkeep.open_async_store(url))
 
 
 # -- transaction pooling with ?pgbouncer=true -----------------------------------------------------

@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from chatkeep.errors import StoreFull, StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
-from chatkeep.stores.postgres_connect import connect_errors
+from chatkeep.stores.postgres_connect import LastError, connection_class
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -142,6 +142,7 @@ class PostgresBackend:
     def _new_pool(self) -> ConnectionPool[Any]:
         o = self.options
         self._pid = os.getpid()
+        last = LastError()  # the reason, which the pool's timeout lacks
         pool: ConnectionPool[Any] = ConnectionPool(
             o.conninfo,
             min_size=o.min_size,
@@ -151,15 +152,15 @@ class PostgresBackend:
             kwargs=o.connect_kwargs(),
             open=False,
             name=f"chatkeep:{o.schema}",
+            connection_class=connection_class(last),  # keeps why connecting failed
         )
         try:
-            with connect_errors(pool.name) as seen:  # the reason, which the timeout lacks
-                pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
+            pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
         except PoolTimeout as exc:
             pool.close()
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
-                f"(connect_timeout){seen.explain()}"
+                f"(connect_timeout){last.explain()}"
             ) from exc
         return pool
 

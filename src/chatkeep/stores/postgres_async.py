@@ -26,7 +26,7 @@ from chatkeep.errors import StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, _Unset
 from chatkeep.stores.postgres import is_idempotency_race, unavailable
-from chatkeep.stores.postgres_connect import connect_errors
+from chatkeep.stores.postgres_connect import LastError, async_connection_class
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -101,6 +101,7 @@ class AsyncPostgresBackend:
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
         o = self.options
+        last = LastError()  # the reason, which the pool's timeout lacks
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             o.conninfo,
             min_size=o.min_size,
@@ -110,15 +111,15 @@ class AsyncPostgresBackend:
             kwargs=o.connect_kwargs(),
             open=False,
             name=f"chatkeep:{o.schema}",
+            connection_class=async_connection_class(last),  # keeps why connecting failed
         )
         try:
-            with connect_errors(pool.name) as seen:  # the reason, which the timeout lacks
-                await pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
+            await pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
         except PoolTimeout as exc:
             await pool.close()
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
-                f"(connect_timeout){seen.explain()}"
+                f"(connect_timeout){last.explain()}"
             ) from exc
         self._pool = pool
         try:

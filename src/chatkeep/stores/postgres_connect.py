@@ -2,54 +2,67 @@
 
 psycopg_pool connects in the background and retries; when ``open(wait=True)`` runs out of time
 its ``PoolTimeout`` says only that, while the reason (refused, bad password, PgBouncer refusing
-the startup options ...) went to its log. :func:`connect_errors` keeps the last one logged for
-one pool, so the store's error can say it, with a hint when a PgBouncer is in the way.
+the startup options ...) went to its log, which the app may have silenced. Each pool is given
+a connection class (psycopg_pool's ``connection_class``) that keeps the last connection error
+in a :class:`LastError`, so the store's error can say it, with a hint when a PgBouncer is in
+the way. Connections themselves behave exactly as psycopg's.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import Any
 
-_POOL_LOG = logging.getLogger("psycopg.pool")
+import psycopg
+
 _PGBOUNCER = "unsupported startup parameter"
 
 
-class ConnectErrors(logging.Handler):
-    """The last "error connecting" psycopg_pool logged for the pool named ``name``."""
+class LastError:
+    """The last error one pool met while connecting."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(logging.WARNING)
-        self.name = name
-        self.last: str | None = None
+    __slots__ = ("error",)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        if (
-            isinstance(args, tuple)
-            and len(args) == 2
-            and args[0] == self.name
-            and str(record.msg).startswith("error connecting")
-        ):
-            self.last = " ".join(str(args[1]).split())
+    def __init__(self) -> None:
+        self.error: str | None = None
+
+    def keep(self, exc: BaseException) -> None:
+        self.error = " ".join(str(exc).split()) or type(exc).__name__
 
     def explain(self) -> str:
-        """The end of the store's error: the reason logged (and what to do about PgBouncer),
-        or the usual question when none was."""
-        if self.last is None:
+        """The end of the store's error: the reason (and what to do about PgBouncer), or the
+        usual question when no attempt failed yet."""
+        if self.error is None:
             return "; is the server running and reachable?"
-        if _PGBOUNCER in self.last:
-            return f": {self.last}; behind PgBouncer? add ?pgbouncer=true to the URL"
-        return f": {self.last}"
+        if _PGBOUNCER in self.error:
+            return f": {self.error}; behind PgBouncer? add ?pgbouncer=true to the URL"
+        return f": {self.error}"
 
 
-@contextmanager
-def connect_errors(name: str) -> Iterator[ConnectErrors]:
-    """Collects the pool ``name``'s connection errors while the block runs."""
-    handler = ConnectErrors(name)
-    _POOL_LOG.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        _POOL_LOG.removeHandler(handler)
+def connection_class(last: LastError) -> type[psycopg.Connection[Any]]:
+    """A ``psycopg.Connection`` whose failed connects are kept in ``last``."""
+
+    class Connection(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            try:
+                return super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                last.keep(exc)
+                raise
+
+    return Connection
+
+
+def async_connection_class(last: LastError) -> type[psycopg.AsyncConnection[Any]]:
+    """The async twin of :func:`connection_class`."""
+
+    class AsyncConnection(psycopg.AsyncConnection[Any]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            try:
+                return await super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                last.keep(exc)
+                raise
+
+    return AsyncConnection
