@@ -146,7 +146,9 @@ class PgBouncer:
         import psycopg
 
         try:
-            with psycopg.connect(self.url, connect_timeout=2, prepare_threshold=None) as conn:
+            with psycopg.connect(
+                self.url, autocommit=True, connect_timeout=2, prepare_threshold=None
+            ) as conn:
                 conn.execute("SELECT 1")
         except psycopg.Error:
             return False

@@ -373,3 +373,13 @@ def test_session_pooling(flavour: str) -> None:
                 seqs = [m.seq for m in store.read("s")]
                 assert [m.text for m in store.read("t")] == ["question", "answer"]
         assert seqs == list(range(1, 21))
+
+
+def test_statement_pooling_is_refused_clearly_at_open() -> None:
+    """Statement mode forbids transactions, which migrations (and several writes) need: the
+    store fails to open with the pooler's reason instead of half-working."""
+    with bouncer("statement") as b, fresh_bouncer_url(b) as url:
+        with pytest.raises(StoreUnavailable, match="not allowed in statement pooling mode"):
+            chatkeep.open_store(url)
+        with pytest.raises(StoreUnavailable, match="not allowed in statement pooling mode"):
+            asyncio.run(chatkeep.open_async_store(url))
