@@ -50,6 +50,7 @@ def connection_class(last: LastError) -> type[psycopg.Connection[Any]]:
                 last.keep(exc)
                 raise
 
+    Connection.__qualname__ = "Connection"  # for reprs in logs: not "<locals>"
     return Connection
 
 
@@ -65,4 +66,5 @@ def async_connection_class(last: LastError) -> type[psycopg.AsyncConnection[Any]
                 last.keep(exc)
                 raise
 
+    AsyncConnection.__qualname__ = "AsyncConnection"
     return AsyncConnection
