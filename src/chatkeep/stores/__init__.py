@@ -8,7 +8,8 @@
 ``postgresql://host/db``    shared PostgreSQL for many app servers (``postgres://`` too;
                             ``?schema=``, ``min_size``, ``max_size``, ``pool_timeout``,
                             ``connect_timeout``, ``statement_timeout``,
-                            ``prepare_threshold``; other options go to libpq)
+                            ``prepare_threshold``, ``pgbouncer=true`` behind PgBouncer;
+                            other options go to libpq)
 ``redis://host:6379/0``     Redis (also ``rediss://``, ``unix:///path.sock``); needs the
                             ``redis`` extra (``?prefix=chatkeep``, ``?timeout=5``,
                             ``?connect_timeout=5``, ``?durability_warning=on|off``,

@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from chatkeep.errors import StoreFull, StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
+from chatkeep.stores.postgres_connect import LastError, connection_class
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -148,6 +149,7 @@ class PostgresBackend:
     def _new_pool(self) -> ConnectionPool[Any]:
         o = self.options
         self._pid = os.getpid()
+        last = LastError()  # the reason, which the pool's timeout lacks
         pool: ConnectionPool[Any] = ConnectionPool(
             o.conninfo,
             min_size=o.min_size,
@@ -157,6 +159,7 @@ class PostgresBackend:
             kwargs=o.connect_kwargs(),
             open=False,
             name=f"chatkeep:{o.schema}",
+            connection_class=connection_class(last),  # keeps why connecting failed
         )
         try:
             pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
@@ -164,7 +167,7 @@ class PostgresBackend:
             pool.close()
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
-                "(connect_timeout); is the server running and reachable?"
+                f"(connect_timeout){last.explain()}"
             ) from exc
         return pool
 

@@ -26,6 +26,7 @@ from chatkeep.errors import StoreUnavailable
 from chatkeep.stores import postgres_ops as ops
 from chatkeep.stores.base import UNSET, NewRow, Rewrite, _Unset
 from chatkeep.stores.postgres import is_idempotency_race, unavailable
+from chatkeep.stores.postgres_connect import LastError, async_connection_class
 from chatkeep.stores.postgres_schema import Sql, parse_url
 from chatkeep.types import (
     AppendResult,
@@ -100,6 +101,7 @@ class AsyncPostgresBackend:
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
         o = self.options
+        last = LastError()  # the reason, which the pool's timeout lacks
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             o.conninfo,
             min_size=o.min_size,
@@ -109,6 +111,7 @@ class AsyncPostgresBackend:
             kwargs=o.connect_kwargs(),
             open=False,
             name=f"chatkeep:{o.schema}",
+            connection_class=async_connection_class(last),  # keeps why connecting failed
         )
         try:
             await pool.open(wait=o.min_size > 0, timeout=o.connect_timeout)
@@ -116,7 +119,7 @@ class AsyncPostgresBackend:
             await pool.close()
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url} within {o.connect_timeout:g}s "
-                "(connect_timeout); is the server running and reachable?"
+                f"(connect_timeout){last.explain()}"
             ) from exc
         self._pool = pool
         try:

@@ -27,7 +27,11 @@ OPTIONS = {
     "connect_timeout",
     "statement_timeout",
     "prepare_threshold",
+    "pgbouncer",
 }
+_BOOL = dict.fromkeys(("true", "1", "yes", "on"), True) | dict.fromkeys(
+    ("false", "0", "no", "off"), False
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +45,8 @@ class PgOptions:
     pool_timeout: float = 10.0
     connect_timeout: float = 5.0
     statement_timeout: float = 30.0
-    prepare_threshold: int = 5
+    prepare_threshold: int = 5  # 0 = never prepare server-side
+    pgbouncer: bool = False  # behind a pooler: no startup options, nothing prepared by default
 
     @property
     def reconnect_timeout(self) -> float:
@@ -57,6 +62,8 @@ class PgOptions:
             "connect_timeout": max(1, round(self.connect_timeout)),
             "prepare_threshold": self.prepare_threshold or None,
         }
+        if self.pgbouncer:  # PgBouncer refuses the ``options`` startup parameter (times are
+            return kw  # made UTC on read anyway; TimeZone=UTC only saves the conversion)
         if self.statement_timeout:  # startup options; ?statement_timeout=0 sends none
             ms = int(self.statement_timeout * 1000)
             kw["options"] = f"-c statement_timeout={ms} -c TimeZone=UTC"
@@ -94,6 +101,17 @@ def parse_url(url: str, redacted: str) -> PgOptions:
     max_size = int(number("max_size", max(10, min_size), 1, 1000, integer=True))
     if max_size < min_size:
         raise InvalidURL(f"{redacted}: max_size ({max_size}) is below min_size ({min_size})")
+    raw_bouncer = ours.get("pgbouncer", "false")
+    pgbouncer = _BOOL.get(raw_bouncer.lower())
+    if pgbouncer is None:
+        raise InvalidURL(f"pgbouncer={raw_bouncer!r} in {redacted}: use true or false")
+    if pgbouncer and number("statement_timeout", 0, 0, 3600):
+        raise InvalidURL(
+            f"{redacted}: statement_timeout cannot be sent through PgBouncer (it refuses "
+            "startup options, and a session SET would leak to other clients in transaction "
+            "pooling); set it on the server side instead (ALTER ROLE ... SET "
+            "statement_timeout = '30s') and drop it from the URL"
+        )
     conninfo = parts._replace(scheme="postgresql", query=urlencode(rest)).geturl()
     try:
         conninfo_to_dict(conninfo)  # libpq's own parser: unknown options fail here, not later
@@ -106,8 +124,13 @@ def parse_url(url: str, redacted: str) -> PgOptions:
         max_size=max_size,
         pool_timeout=number("pool_timeout", 10.0, 0.1, 3600),
         connect_timeout=number("connect_timeout", 5.0, 1, 3600),
-        statement_timeout=number("statement_timeout", 30.0, 0, 3600),
-        prepare_threshold=int(number("prepare_threshold", 5, 0, 1000, integer=True)),
+        statement_timeout=0.0 if pgbouncer else number("statement_timeout", 30.0, 0, 3600),
+        # Behind PgBouncer nothing is prepared unless asked for (PgBouncer 1.21+ can keep
+        # prepared statements with max_prepared_statements set).
+        prepare_threshold=int(
+            number("prepare_threshold", 0 if pgbouncer else 5, 0, 1000, integer=True)
+        ),
+        pgbouncer=pgbouncer,
     )
 
 
