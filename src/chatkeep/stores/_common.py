@@ -12,6 +12,7 @@ from typing import Any
 from chatkeep.errors import ConflictError, CorruptRecord, InvalidInput
 from chatkeep.types import (
     ROLES,
+    JSONObject,
     Message,
     StoredMessage,
     Summary,
@@ -144,6 +145,46 @@ def decode_row(
         raise CorruptRecord(
             f"message seq {seq} of session {session_id!r} cannot be decoded: {reason}"
         ) from exc
+
+
+def payload_or_row(
+    session_id: str,
+    fmt: str,
+    seq: int,
+    role: str,
+    tokens: int,
+    msg_id: str,
+    created_at: str | datetime,
+    body: str | bytes,
+) -> JSONObject | StoredMessage:
+    """:func:`decode_row` for a framework adapter: a message stored with format ``fmt`` and a
+    payload comes back as that payload alone (freshly decoded: the caller owns it), any other
+    as its :class:`StoredMessage`. No object is built around an item only its payload is
+    wanted for, so a whole-history read leaves far fewer objects for the garbage collector."""
+    text = body.decode() if type(body) is bytes else body
+    try:
+        data, end = _scan(text, 0)
+    except StopIteration:  # not JSON: decode_row says so
+        data, end = None, -1
+    if end == len(text) and type(data) is dict and data.get("format") == fmt:
+        payload = data.get("payload")
+        if (
+            type(payload) is dict
+            and role in ROLES
+            and isinstance(data.get("content", ""), (str, list))
+        ):
+            return payload
+    return decode_row(session_id, seq, role, tokens, msg_id, created_at, body)
+
+
+def payload_of(m: StoredMessage, fmt: str) -> JSONObject | StoredMessage:
+    """:func:`payload_or_row` for a message already decoded (reads return copies: the
+    payload is the caller's)."""
+    return m.payload if m.format == fmt and type(m.payload) is dict else m
+
+
+def payloads_of(rows: list[StoredMessage], fmt: str) -> list[JSONObject | StoredMessage]:
+    return [m.payload if m.format == fmt and type(m.payload) is dict else m for m in rows]
 
 
 def stored(
