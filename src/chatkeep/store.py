@@ -21,6 +21,7 @@ from chatkeep._serving import serving_under
 from chatkeep.errors import EphemeralStoreWarning, InvalidInput, StoreClosed, StoreUnavailable
 from chatkeep.held_leases import HeldLeases
 from chatkeep.policies.tokens import message_tokens, text_tokens
+from chatkeep.stores._common import payloads_of
 from chatkeep.stores.base import UNSET, AsyncBackend, Backend, NewRow, _Unset
 from chatkeep.tokenizers import Tokenizer, resolve_tokenizer
 from chatkeep.types import (
@@ -399,6 +400,33 @@ class Store(_StoreCore):
             self._tenant, session_id, after_seq=after_seq, limit=limit, newest=newest
         )
 
+    def read_payloads(
+        self,
+        session_id: str,
+        fmt: str,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[JSONObject | StoredMessage]:
+        """:meth:`read` for framework adapters: each message stored with format ``fmt`` and a
+        payload comes back as its payload alone (a dict the caller owns), any other as its
+        :class:`~chatkeep.StoredMessage`. On SQLite no ``StoredMessage`` is built for those."""
+        check_session_id(session_id)
+        self._check_count(after_seq, "after_seq")
+        self._check_count(limit, "limit", 1)
+        self._ready()
+        fast = getattr(self._backend, "read_payloads", None)
+        if fast is not None:
+            out: list[JSONObject | StoredMessage] = fast(
+                self._tenant, session_id, fmt, after_seq=after_seq, limit=limit, newest=newest
+            )
+            return out
+        rows = self._backend.read(
+            self._tenant, session_id, after_seq=after_seq, limit=limit, newest=newest
+        )
+        return payloads_of(rows, fmt)
+
     def last(self, session_id: str) -> StoredMessage | None:
         rows = self.read(session_id, limit=1, newest=True)
         return rows[0] if rows else None
@@ -620,6 +648,19 @@ class AsyncStore(_StoreCore):
         return await self._backend.read(
             self._tenant, session_id, after_seq=after_seq, limit=limit, newest=newest
         )
+
+    async def read_payloads(
+        self,
+        session_id: str,
+        fmt: str,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[JSONObject | StoredMessage]:
+        """The async twin of :meth:`Store.read_payloads` (built on :meth:`read`)."""
+        rows = await self.read(session_id, after_seq=after_seq, limit=limit, newest=newest)
+        return payloads_of(rows, fmt)
 
     async def last(self, session_id: str) -> StoredMessage | None:
         rows = await self.read(session_id, limit=1, newest=True)

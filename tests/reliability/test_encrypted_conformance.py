@@ -23,6 +23,10 @@ from conformance.test_isolation import (
     test_erase_removes_one_tenant,
     test_tenants_never_see_each_other,
 )
+from conformance.test_read_payloads import (
+    test_read_payloads_hands_out_copies,
+    test_read_payloads_is_read_with_bare_items,
+)
 from conformance.test_replace import (
     test_pop_and_append_after_replace,
     test_replace_is_tenant_scoped,
@@ -80,6 +84,8 @@ __all__ = [
     "test_pop",
     "test_pop_and_append_after_replace",
     "test_read_paging",
+    "test_read_payloads_hands_out_copies",
+    "test_read_payloads_is_read_with_bare_items",
     "test_replace_is_tenant_scoped",
     "test_replace_restarts_seqs_and_counters",
     "test_replayed_append_and_update_results_are_copies",

@@ -42,6 +42,7 @@ __all__ = ["ChatKeepSession", "item_from_message", "item_to_message"]
 Item = dict[str, Any]
 _MESSAGE_ROLES = frozenset({"user", "system", "developer", "assistant"})
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
+_FORMAT = "openai-agents"
 _FRESH_ROWS = frozenset({"sqlite"})  # backends whose reads return objects nothing else holds
 
 
@@ -219,12 +220,18 @@ class ChatKeepSession:
             raise InvalidInput(f"limit must be an int or None, got {limit!r}")
         if limit is not None and limit <= 0:
             return []
+        rows: list[Any]
         if self.token_budget is not None:
             window = await self._call("window", self.token_budget, pin_system=False)
             rows = list(window.messages)
-        else:
-            rows = await self._call("read", limit=limit, newest=limit is not None)
-        items = [item for row in rows for item in self._items(row)]
+        else:  # the SDK's own items come back as they are, without a StoredMessage around them
+            rows = await self._call("read_payloads", _FORMAT, limit=limit, newest=limit is not None)
+        items: list[Item] = []
+        for row in rows:
+            if type(row) is dict:
+                items.append(row)
+            else:
+                items += self._items(row)
         if limit is not None:
             items = items[-limit:]
         return _drop_orphans(items)

@@ -12,11 +12,11 @@ from typing import Any
 from chatkeep.errors import ConflictError, CorruptRecord, InvalidInput
 from chatkeep.types import (
     ROLES,
+    JSONObject,
     Message,
     StoredMessage,
     Summary,
     stored_from_message,
-    stored_from_row,
 )
 from chatkeep.validation import check_session_id
 
@@ -89,6 +89,22 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo is timezone.utc else value.astimezone(timezone.utc)
 
 
+class _Building(StoredMessage):
+    """A :class:`StoredMessage` under construction: the same slots, but plain attribute
+    stores (the frozen dataclass's ``__setattr__``/``__delattr__`` put back to ``object``'s,
+    so the interpreter's fast slot stores apply). :func:`decode_row` fills one and then makes
+    it a real ``StoredMessage`` by assigning ``__class__`` (allowed: the layouts are the same),
+    several times cheaper than calling each slot descriptor's ``__set__``. Nothing outside
+    this module ever sees an instance of this class."""
+
+    __slots__ = ()
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
+
+
+_new = object.__new__
+
+
 def decode_row(
     session_id: str,
     seq: int,
@@ -103,21 +119,82 @@ def decode_row(
     Rows were validated when written, so only their shape is checked here (reads are the hot
     path); anything that does not decode raises :class:`CorruptRecord`.
     """
-    try:  # no helper calls but the one that builds the object: this runs per message read
+    try:  # written out in one function: this runs once per message read
         text = body.decode() if type(body) is bytes else body
         data, end = _scan(text, 0)
         if end != len(text) or type(data) is not dict:
             raise ValueError("body is not one JSON object")
-        content = data.get("content", "")
+        m: Any = _new(_Building)
+        if len(data) == 1 and "content" in data:  # the common body: {"content": ...}
+            m.content = content = data["content"]
+            m.name = m.tool_calls = m.tool_call_id = m.payload = None
+            m.metadata = {}
+            m.format = "chatkeep"
+        else:
+            get = data.get
+            m.content = content = get("content", "")
+            m.name = get("name")
+            m.tool_calls = get("tool_calls")
+            m.tool_call_id = get("tool_call_id")
+            m.metadata = get("metadata") or {}
+            m.format = get("format", "chatkeep")
+            m.payload = get("payload")
         if role not in ROLES or not isinstance(content, (str, list)):
             raise TypeError(f"bad role {role!r} or content type {type(content).__name__}")
-        created = _fromiso(created_at) if type(created_at) is str else utc(created_at)  # type: ignore[arg-type]
-        return stored_from_row(session_id, seq, role, tokens, msg_id, created, data)
+        m.role = role
+        m.created_at = _fromiso(created_at) if type(created_at) is str else utc(created_at)  # type: ignore[arg-type]
+        m.session_id = session_id
+        m.seq = seq
+        m.tokens = tokens
+        m.id = msg_id
+        m.__class__ = StoredMessage
+        built: StoredMessage = m
+        return built
     except Exception as exc:
         reason = "body is not JSON" if isinstance(exc, StopIteration) else exc
         raise CorruptRecord(
             f"message seq {seq} of session {session_id!r} cannot be decoded: {reason}"
         ) from exc
+
+
+def payload_or_row(
+    session_id: str,
+    fmt: str,
+    seq: int,
+    role: str,
+    tokens: int,
+    msg_id: str,
+    created_at: str | datetime,
+    body: str | bytes,
+) -> JSONObject | StoredMessage:
+    """:func:`decode_row` for a framework adapter: a message stored with format ``fmt`` and a
+    payload comes back as that payload alone (freshly decoded: the caller owns it), any other
+    as its :class:`StoredMessage`. No object is built around an item only its payload is
+    wanted for, so a whole-history read leaves far fewer objects for the garbage collector."""
+    text = body.decode() if type(body) is bytes else body
+    try:
+        data, end = _scan(text, 0)
+    except StopIteration:  # not JSON: decode_row says so
+        data, end = None, -1
+    if end == len(text) and type(data) is dict and data.get("format") == fmt:
+        payload = data.get("payload")
+        if (
+            type(payload) is dict
+            and role in ROLES
+            and isinstance(data.get("content", ""), (str, list))
+        ):
+            return payload
+    return decode_row(session_id, seq, role, tokens, msg_id, created_at, body)
+
+
+def payload_of(m: StoredMessage, fmt: str) -> JSONObject | StoredMessage:
+    """:func:`payload_or_row` for a message already decoded (reads return copies: the
+    payload is the caller's)."""
+    return m.payload if m.format == fmt and type(m.payload) is dict else m
+
+
+def payloads_of(rows: list[StoredMessage], fmt: str) -> list[JSONObject | StoredMessage]:
+    return [m.payload if m.format == fmt and type(m.payload) is dict else m for m in rows]
 
 
 def stored(

@@ -26,7 +26,7 @@ from typing import Any
 
 from chatkeep.crypto import PREFIX, Keyring, is_sealed, missing_key
 from chatkeep.errors import InvalidInput, TamperedRecord
-from chatkeep.stores._common import _loads, new_id
+from chatkeep.stores._common import _loads, new_id, payload_of, payloads_of
 from chatkeep.stores.base import UNSET, AsyncBackend, Backend, NewRow, Rewrite, _Unset
 from chatkeep.types import (
     AppendResult,
@@ -267,6 +267,31 @@ class EncryptedBackend:
     ) -> list[StoredMessage]:
         rows = self.inner.read(tenant, session_id, after_seq=after_seq, limit=limit, newest=newest)
         return self.sealer.open_messages(tenant, rows)
+
+    def read_payloads(
+        self,
+        tenant: str,
+        session_id: str,
+        fmt: str,
+        *,
+        after_seq: int,
+        limit: int | None,
+        newest: bool,
+    ) -> list[JSONObject | StoredMessage]:
+        # a sealed row has format SEALED, so it comes back as a message, and is opened here
+        inner = getattr(self.inner, "read_payloads", None)
+        if inner is None:
+            rows = self.read(tenant, session_id, after_seq=after_seq, limit=limit, newest=newest)
+            return payloads_of(rows, fmt)
+        out: list[JSONObject | StoredMessage] = inner(
+            tenant, session_id, fmt, after_seq=after_seq, limit=limit, newest=newest
+        )
+        return [
+            payload_of(self.sealer.open_message(tenant, r), fmt)
+            if type(r) is StoredMessage and r.format == SEALED
+            else r
+            for r in out
+        ]
 
     def window(
         self, tenant: str, session_id: str, *, budget: int, pin_system: bool, reserve: int

@@ -40,6 +40,7 @@ from chatkeep.stores._common import (
     encode_cursor,
     new_id,
     parse_ts,
+    payload_or_row,
     rewrite_conflict,
     stored,
     summary_of,
@@ -333,7 +334,38 @@ class SQLiteBackend:
     def read(
         self, tenant: str, session_id: str, *, after_seq: int, limit: int | None, newest: bool
     ) -> list[StoredMessage]:
-        def go(conn: sqlite3.Connection) -> list[StoredMessage]:
+        def decode(cur: Iterable[Any]) -> list[StoredMessage]:
+            return self._rows(session_id, cur)
+
+        return self._read(tenant, session_id, after_seq, limit, newest, decode)
+
+    def read_payloads(
+        self,
+        tenant: str,
+        session_id: str,
+        fmt: str,
+        *,
+        after_seq: int,
+        limit: int | None,
+        newest: bool,
+    ) -> list[JSONObject | StoredMessage]:
+        """``read``, with the payload alone of each message stored with format ``fmt``."""
+
+        def decode(cur: Iterable[Any]) -> list[JSONObject | StoredMessage]:
+            return [payload_or_row(session_id, fmt, *r) for r in cur]
+
+        return self._read(tenant, session_id, after_seq, limit, newest, decode)
+
+    def _read(
+        self,
+        tenant: str,
+        session_id: str,
+        after_seq: int,
+        limit: int | None,
+        newest: bool,
+        decode: Callable[[Iterable[Any]], list[T]],
+    ) -> list[T]:
+        def go(conn: sqlite3.Connection) -> list[T]:
             s = self._session(conn, tenant, session_id)
             if s is None:
                 return []
@@ -346,7 +378,7 @@ class SQLiteBackend:
             if limit is not None:
                 sql += " LIMIT ?"
                 args += (limit,)
-            rows = self._rows(session_id, conn.execute(sql, args))
+            rows = decode(conn.execute(sql, args))  # decoded as the cursor yields them
             return rows[::-1] if newest else rows
 
         return self._snapshot(go)
