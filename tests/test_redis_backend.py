@@ -624,3 +624,50 @@ def test_rediss_connects_over_verified_tls(tmp_path: Path, base_url: str) -> Non
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "reset"), BrokenPipeError(32, "pipe")])
+def test_a_socket_error_redis_py_lets_through_is_a_dropped_connection(
+    url: str, error: OSError
+) -> None:
+    # redis-py's asyncio paths can raise a bare OSError for a reset socket instead of its own
+    # ConnectionError; the server answered those with 500 instead of 503 during restarts.
+    backend = make_backend(url)
+    abackend = make_async_backend(url)
+    backend.open()
+    calls: list[int] = []
+
+    def flaky(client: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return client.ping()
+
+    assert backend._run(flaky) is True  # retried once, as a dropped connection is
+    with pytest.raises(StoreUnavailable, match=type(error).__name__):
+        backend._run(lambda client: (_ for _ in ()).throw(error))
+
+    async def twin() -> None:
+        await abackend.open()
+        seen: list[int] = []
+
+        async def aflaky(client: Any) -> Any:
+            seen.append(1)
+            if len(seen) == 1:
+                raise error
+            return await client.ping()
+
+        try:
+            assert await abackend._run(aflaky) is True
+            with pytest.raises(StoreUnavailable, match="may or may not have been applied"):
+                await abackend._run(aflaky_always, retry=False)
+        finally:
+            await abackend.close()
+
+    async def aflaky_always(client: Any) -> Any:
+        raise error
+
+    try:
+        asyncio.run(twin())
+    finally:
+        backend.close()

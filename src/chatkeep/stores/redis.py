@@ -87,8 +87,11 @@ class RedisBackend:
                 return fn(self.client)
             except ChatkeepError:
                 raise
-            except (errors.ConnectionError, errors.TimeoutError) as exc:
-                if retry and attempt == 0 and isinstance(exc, errors.ConnectionError):
+            except (errors.ConnectionError, errors.TimeoutError, OSError, EOFError) as exc:
+                # OSError / EOFError: a reset or refused socket that redis-py let through
+                # unwrapped (it happens on its asyncio paths); a dropped connection all the same
+                dropped = not isinstance(exc, (errors.TimeoutError, TimeoutError))
+                if retry and attempt == 0 and dropped:
                     continue
                 raise unavailable(self.options.label, exc, retry=retry) from exc
             except (errors.RedisError, errors.RedisClusterException) as exc:
